@@ -1,0 +1,219 @@
+"""Reading a database's settings from the configuration provider and checking them.
+
+``from_config(namespace)`` on every backend goes through :func:`load_settings`: it reads the
+namespace, merges ``options`` (engine/pool options), checks each value against the backend's
+constructor annotations, and fails with a :class:`ConfigurationError` naming the namespace, the key
+and where it looked.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, Union
+
+from structum_lab.config import ConfigError, ConfigProvider, get_config_provider
+
+from .errors import ConfigurationError
+
+__all__ = ["coerce_value", "load_settings", "read_namespace"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _discover_provider() -> ConfigProvider:
+    try:
+        from structum_lab.plugins.dynaconf import DynaconfConfigProvider  # noqa: PLC0415
+    except ImportError as exc:
+        raise ConfigurationError(
+            "no configuration provider is registered and structum-dynaconf is not installed; "
+            "call structum_lab.config.set_config_provider(...) or run: "
+            'pip install "structum-database"'
+        ) from exc
+    try:
+        provider: ConfigProvider = DynaconfConfigProvider(root_path=os.getcwd()).auto_discover()
+    except ConfigurationError:
+        raise
+    except ConfigError as exc:
+        raise ConfigurationError(str(exc), source=exc.source, line=exc.line) from exc
+    return provider
+
+
+def read_namespace(namespace: str) -> tuple[dict[str, Any], list[str]]:
+    """Return the values of ``namespace`` and the places the provider looked at.
+
+    With no provider registered, ``DynaconfConfigProvider(root_path=cwd)`` is discovered.
+
+    Raises:
+        ConfigurationError: The configuration cannot be read.
+    """
+    provider = get_config_provider() or _discover_provider()
+    try:
+        values = provider.get(namespace, {}) or {}
+        sources = provider.sources(namespace)
+    except ConfigurationError:
+        raise
+    except ConfigError as exc:
+        raise ConfigurationError(
+            str(exc), namespace=namespace, source=exc.source, line=exc.line
+        ) from exc
+    if not isinstance(values, Mapping):
+        raise ConfigurationError(
+            f"configuration namespace {namespace!r} must be a table of keys, "
+            f"got {type(values).__name__}",
+            namespace=namespace,
+        )
+    return {str(k).lower(): v for k, v in values.items()}, list(sources)
+
+
+def _describe(sources: list[str]) -> str:
+    return "; ".join(sources) if sources else "no configuration sources"
+
+
+def coerce_value(value: Any, annotation: Any) -> Any:
+    """Check ``value`` against a constructor annotation, converting strings where that is safe.
+
+    Raises:
+        TypeError: The value does not fit; the message says what was expected.
+    """
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return value
+    origin = typing.get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        args = typing.get_args(annotation)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce_value(value, arg)
+            except TypeError as exc:
+                errors.append(str(exc))
+        raise TypeError(" or ".join(errors))
+    if origin is typing.Literal:
+        allowed = typing.get_args(annotation)
+        if value in allowed:
+            return value
+        raise TypeError(f"one of {', '.join(repr(a) for a in allowed)}")
+    target = origin or annotation
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise TypeError("a boolean (true/false)")
+    if target is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise TypeError("an integer")
+    if target is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise TypeError("a number")
+    if target is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError("a string")
+    if (isinstance(target, type) and issubclass(target, Mapping)) or target in (dict, Mapping):
+        if isinstance(value, Mapping):
+            return dict(value)
+        raise TypeError("a table of keys")
+    return value
+
+
+def load_settings(
+    factory: Callable[..., Any],
+    namespace: str,
+    *,
+    aliases: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Read ``namespace`` and turn it into keyword arguments for ``factory``.
+
+    Keys under ``options`` are merged in: a key that names a constructor parameter sets it, any
+    other goes through the constructor's ``**options`` (engine/pool options). Unknown keys fail.
+
+    Args:
+        factory: The backend class (its ``__init__`` annotations drive the checks).
+        namespace: The configuration namespace, e.g. ``database`` or ``replica_db``.
+        aliases: Keys of other backends this backend understands under its own name
+            (``pool_timeout`` → ``timeout``).
+
+    Raises:
+        ConfigurationError: ``url`` is missing, a value has the wrong type, or a key is unknown.
+    """
+    values, sources = read_namespace(namespace)
+    where = _describe(sources)
+    if not values.get("url"):
+        raise ConfigurationError(
+            f"configuration namespace {namespace!r} has no 'url'; looked in: {where}. "
+            f"Set it in config/app/{namespace}.toml, in config/.secrets.toml under [{namespace}], "
+            f"or with the environment variable STRUCTUM_{namespace.upper()}__URL",
+            namespace=namespace,
+            key="url",
+        )
+    init = factory.__init__  # type: ignore[misc]
+    signature = inspect.signature(init)
+    try:
+        hints = typing.get_type_hints(init)
+    except Exception:  # pragma: no cover - unresolvable annotations: check nothing
+        hints = {}
+    params = {
+        name: p
+        for name, p in signature.parameters.items()
+        if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    accepts_extra = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    alias_map = {k.lower(): v for k, v in (aliases or {}).items()}
+
+    options = values.pop("options", None) or {}
+    if not isinstance(options, Mapping):
+        raise ConfigurationError(
+            f"{namespace}.options must be a table of keys; looked in: {where}",
+            namespace=namespace,
+            key="options",
+        )
+    kwargs: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    merged = [(k, v, "") for k, v in values.items()]
+    merged += [(str(k).lower(), v, "options.") for k, v in options.items()]
+    for key, value, prefix in merged:
+        name = alias_map.get(key, key)
+        if name in params:
+            try:
+                kwargs[name] = coerce_value(value, hints.get(name, Any))
+            except TypeError as exc:
+                shown = "***" if name in ("url", "password") else repr(value)
+                raise ConfigurationError(
+                    f"{namespace}.{prefix}{key} must be {exc}, got {shown}; looked in: {where}",
+                    namespace=namespace,
+                    key=f"{prefix}{key}",
+                ) from None
+        elif prefix and accepts_extra:
+            extra[key] = value
+        else:
+            known = ", ".join(sorted(params))
+            hint = " (engine options go under [<env>.options])" if accepts_extra else ""
+            raise ConfigurationError(
+                f"{namespace}.{prefix}{key} is not a setting of {factory.__name__}{hint}; "
+                f"known settings: {known}; looked in: {where}",
+                namespace=namespace,
+                key=f"{prefix}{key}",
+            )
+    kwargs.update(extra)
+    return kwargs

@@ -1,0 +1,163 @@
+"""Fixtures for the cross-package integration suite: real PostgreSQL, MariaDB/MySQL and SQLite.
+
+Servers are found through environment variables (``.ci/run`` sets them when the services answer):
+
+- ``STRUCTUM_TEST_POSTGRES_URL``, e.g. ``postgresql://postgres@127.0.0.1:5432/test``
+- ``STRUCTUM_TEST_MYSQL_URL``, e.g. ``mysql://root@127.0.0.1:3306/test``
+
+Without them the tests that need the server are skipped, saying which variable to set. With
+``STRUCTUM_TEST_REQUIRE_DB=1`` (CI) a missing server fails the test instead.
+
+Every backend is described once in ``SYNC_BACKENDS`` / ``ASYNC_BACKENDS``; the portable suites are
+parametrised over them, so a new backend joins by adding one line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+POSTGRES_ENV = "STRUCTUM_TEST_POSTGRES_URL"
+MYSQL_ENV = "STRUCTUM_TEST_MYSQL_URL"
+REQUIRE_ENV = "STRUCTUM_TEST_REQUIRE_DB"
+
+
+def _missing(what: str, env: str) -> None:
+    message = f"no {what} server: set {env} (e.g. by running .ci/run, which probes the services)"
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def server_url(dialect: str, tmp_path: Path) -> str:
+    """URL of a real server for ``dialect`` (``postgresql``, ``mysql``, ``sqlite``), or skip."""
+    if dialect == "postgresql":
+        url = os.environ.get(POSTGRES_ENV)
+        if not url:
+            _missing("PostgreSQL", POSTGRES_ENV)
+        return url  # type: ignore[return-value]
+    if dialect == "mysql":
+        url = os.environ.get(MYSQL_ENV)
+        if not url:
+            _missing("MariaDB/MySQL", MYSQL_ENV)
+        return url  # type: ignore[return-value]
+    return f"sqlite:///{tmp_path / 'structum-test.sqlite3'}"
+
+
+@pytest.fixture
+def postgres_server_url(tmp_path: Path) -> str:
+    """URL of the real PostgreSQL server (skips or fails when there is none)."""
+    return server_url("postgresql", tmp_path)
+
+
+@pytest.fixture
+def mysql_server_url(tmp_path: Path) -> str:
+    """URL of the real MariaDB/MySQL server (skips or fails when there is none)."""
+    return server_url("mysql", tmp_path)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How to build one backend for the portable suites.
+
+    ``make(url, pool_size=..., timeout=...)`` maps the portable pool knobs to the backend's own.
+    """
+
+    id: str
+    dialect: str
+    is_async: bool
+    make: Callable[..., Any]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def _sqlalchemy(url: str, *, pool_size: int = 5, timeout: float = 10.0, **kw: Any) -> Any:
+    from structum_lab.plugins.database.sqlalchemy import SQLAlchemyDatabase
+
+    return SQLAlchemyDatabase(url, pool_size=pool_size, max_overflow=0, pool_timeout=timeout, **kw)
+
+
+def _async_sqlalchemy(url: str, *, pool_size: int = 5, timeout: float = 10.0, **kw: Any) -> Any:
+    from structum_lab.plugins.database.sqlalchemy import AsyncSQLAlchemyDatabase
+
+    return AsyncSQLAlchemyDatabase(
+        url, pool_size=pool_size, max_overflow=0, pool_timeout=timeout, **kw
+    )
+
+
+def _psycopg(url: str, *, pool_size: int = 5, timeout: float = 10.0, **kw: Any) -> Any:
+    from structum_lab.plugins.database.postgres import PostgresDatabase
+
+    return PostgresDatabase(url, pool_size=pool_size, min_size=1, timeout=timeout, **kw)
+
+
+def _async_psycopg(url: str, *, pool_size: int = 5, timeout: float = 10.0, **kw: Any) -> Any:
+    from structum_lab.plugins.database.postgres import AsyncPostgresDatabase
+
+    return AsyncPostgresDatabase(url, pool_size=pool_size, min_size=1, timeout=timeout, **kw)
+
+
+SYNC_BACKENDS = [
+    Backend("sqlalchemy-postgresql", "postgresql", False, _sqlalchemy),
+    Backend("sqlalchemy-mysql", "mysql", False, _sqlalchemy),
+    Backend("sqlalchemy-sqlite", "sqlite", False, _sqlalchemy),
+    Backend("psycopg", "postgresql", False, _psycopg),
+]
+ASYNC_BACKENDS = [
+    Backend("sqlalchemy-postgresql-async", "postgresql", True, _async_sqlalchemy),
+    Backend("sqlalchemy-mysql-async", "mysql", True, _async_sqlalchemy),
+    Backend("sqlalchemy-sqlite-async", "sqlite", True, _async_sqlalchemy),
+    Backend("psycopg-async", "postgresql", True, _async_psycopg),
+]
+
+
+def id_column(dialect: str) -> str:
+    """DDL of an auto-incrementing integer primary key for ``dialect``."""
+    return {
+        "postgresql": "id SERIAL PRIMARY KEY",
+        "mysql": "id INTEGER AUTO_INCREMENT PRIMARY KEY",
+        "sqlite": "id INTEGER PRIMARY KEY AUTOINCREMENT",
+    }[dialect]
+
+
+@pytest.fixture(params=SYNC_BACKENDS, ids=str)
+def sync_backend(request: pytest.FixtureRequest) -> Backend:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=ASYNC_BACKENDS, ids=str)
+def async_backend(request: pytest.FixtureRequest) -> Backend:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Backend], str]:
+    return lambda backend: server_url(backend.dialect, tmp_path)
+
+
+@pytest.fixture
+def sync_db(sync_backend: Backend, tmp_path: Path) -> Iterator[Any]:
+    """A fresh database of each sync backend; at the end nothing may still be checked out."""
+    db = sync_backend.make(server_url(sync_backend.dialect, tmp_path))
+    try:
+        yield db
+        assert db.get_pool_info()["checked_out"] == 0, "a test leaked a connection"
+    finally:
+        db.shutdown()
+
+
+@pytest.fixture
+async def async_db(async_backend: Backend, tmp_path: Path) -> AsyncIterator[Any]:
+    """A fresh database of each async backend; at the end nothing may still be checked out."""
+    db = async_backend.make(server_url(async_backend.dialect, tmp_path))
+    try:
+        yield db
+        assert db.get_pool_info()["checked_out"] == 0, "a test leaked a connection"
+    finally:
+        await db.shutdown()
