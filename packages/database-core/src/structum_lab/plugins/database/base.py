@@ -195,7 +195,7 @@ class SyncDatabaseBase(DatabaseState, DatabaseInterface, Generic[C]):
             return active[0]
         return None
 
-    def transaction(  # type: ignore[override]
+    def transaction(
         self,
         *,
         isolation_level: str | None = None,
@@ -318,7 +318,7 @@ class AsyncDatabaseBase(DatabaseState, AsyncDatabaseInterface, Generic[AC]):
             return active[0]
         return None
 
-    def transaction(  # type: ignore[override]
+    def transaction(
         self,
         *,
         isolation_level: str | None = None,

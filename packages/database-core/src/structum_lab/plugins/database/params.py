@@ -45,10 +45,12 @@ class ConvertedSQL(NamedTuple):
     positional: bool
 
 
-def _scan(sql: str, on_placeholder: Any) -> str:
+def _scan(sql: str, on_placeholder: Any, *, double_percent: bool = False) -> str:
     """Walk ``sql``; call ``on_placeholder(sql, i)`` at each candidate position outside literals.
 
-    ``on_placeholder`` returns ``(replacement, new_index)`` or None to copy the character.
+    ``on_placeholder`` returns ``(replacement, new_index)`` or None to copy the character. With
+    ``double_percent``, ``%`` inside literals and comments is doubled too: pyformat drivers read
+    the whole string.
     """
     out: list[str] = []
     i = 0
@@ -56,6 +58,7 @@ def _scan(sql: str, on_placeholder: Any) -> str:
     start = 0
     while i < n:
         ch = sql[i]
+        skipped_from = i
         if ch == "'" or ch == '"' or ch == "`":
             j = i + 1
             while j < n:
@@ -81,6 +84,8 @@ def _scan(sql: str, on_placeholder: Any) -> str:
                 tag = match.group(0)
                 j = sql.find(tag, match.end())
                 i = n if j < 0 else j + len(tag)
+                if double_percent:
+                    start = _flush_doubled(sql, start, skipped_from, i, out)
             else:
                 result = on_placeholder(sql, i)
                 if result is None:
@@ -99,8 +104,21 @@ def _scan(sql: str, on_placeholder: Any) -> str:
                 i = start = result[1]
         else:
             i += 1
+            continue
+        if double_percent and i > skipped_from + 1 and sql[skipped_from] in "'\"`-/":
+            start = _flush_doubled(sql, start, skipped_from, i, out)
     out.append(sql[start:])
     return "".join(out)
+
+
+def _flush_doubled(sql: str, start: int, region_start: int, region_end: int, out: list[str]) -> int:
+    """Copy pending text, then a literal/comment region with ``%`` doubled; return the new start."""
+    region = sql[region_start:region_end]
+    if "%" not in region:
+        return start
+    out.append(sql[start:region_start])
+    out.append(region.replace("%", "%%"))
+    return region_end
 
 
 @lru_cache(maxsize=1024)
@@ -157,7 +175,7 @@ def convert_named(sql: str, style: ParamStyle) -> ConvertedSQL:
             return "?", match.end()
         return f":{len(names)}", match.end()  # numeric
 
-    converted = _scan(sql, visit)
+    converted = _scan(sql, visit, double_percent=percent_styles)
     positional = style in ("format", "qmark", "numeric")
     return ConvertedSQL(converted, tuple(names), positional)
 
@@ -183,7 +201,7 @@ def convert_dollar_numeric(sql: str) -> ConvertedSQL:
         order.append(int(match.group(0)) - 1)
         return "%s", match.end()
 
-    converted = _scan(sql, visit)
+    converted = _scan(sql, visit, double_percent=True)
     return ConvertedSQL(converted, tuple(order), True)
 
 

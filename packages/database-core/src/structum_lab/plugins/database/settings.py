@@ -167,7 +167,7 @@ def load_settings(
             namespace=namespace,
             key="url",
         )
-    init = factory.__init__  # type: ignore[misc]
+    init = factory.__init__
     signature = inspect.signature(init)
     try:
         hints = typing.get_type_hints(init)
