@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""One entry point for working on the monorepo, needing nothing but Python >= 3.10.
+
+    python3 tools/dev.py demo        # install into .venv, then run the Quick Start demo
+    python3 tools/dev.py test        # install into .venv, then run every package's tests
+    python3 tools/dev.py lint        # ruff check + ruff format --check
+    python3 tools/dev.py typecheck   # mypy --strict over every package
+    python3 tools/dev.py bench       # benchmarks (see benchmarks/README.md)
+
+The virtual environment is made (or refreshed, when a pyproject or requirements file changed) on
+each call: every package is installed editable with all its extras, plus requirements-dev.txt.
+The same scripts exist as Hatch workspace scripts (``hatch run test``), see hatch.toml.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = Path(os.environ.get("STRUCTUM_DEV_VENV", ROOT / ".venv"))
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+
+# Installed in dependency order, with the extras that pull in every driver the tests use.
+PACKAGES = [
+    "packages/config",
+    "packages/dynaconf",
+    "packages/database-core",
+    "packages/database-sqlalchemy[all]",
+    "packages/database-postgres",
+    "packages/database-testing",
+    "packages/database[all]",
+]
+TEST_PATHS = ["packages", "tests-integration"]
+SOURCE_PATHS = ["packages", "tests-integration", "tools", "benchmarks", "examples"]
+
+
+def _existing(specs: list[str]) -> list[str]:
+    return [s for s in specs if (ROOT / s.split("[")[0] / "pyproject.toml").exists()]
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256(sys.version.encode())
+    for path in sorted(ROOT.glob("packages/*/pyproject.toml")) + [ROOT / "requirements-dev.txt"]:
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def run(*cmd: str | Path, env: dict[str, str] | None = None) -> int:
+    """Run a command from the repository root and return its exit code."""
+    return subprocess.call([str(c) for c in cmd], cwd=ROOT, env=env)
+
+
+def ensure_venv() -> None:
+    """Create or refresh .venv so that it holds every package (editable) and the dev tools."""
+    stamp = VENV / ".structum-installed"
+    fingerprint = _fingerprint()
+    if stamp.exists() and stamp.read_text() == fingerprint and PY.exists():
+        return
+    if not PY.exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    pip = [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.check_call([*pip, "--upgrade", "pip"], cwd=ROOT)
+    editables = [arg for spec in _existing(PACKAGES) for arg in ("-e", spec)]
+    print("installing the packages (editable) and the dev tools", flush=True)
+    subprocess.check_call([*pip, "-r", "requirements-dev.txt", *editables], cwd=ROOT)
+    stamp.write_text(fingerprint)
+
+
+def cmd_test(args: list[str]) -> int:
+    """Run every package's unit tests and the integration suite in one pytest session."""
+    return run(PY, "-m", "pytest", *TEST_PATHS, *args)
+
+
+def cmd_demo(args: list[str]) -> int:
+    """Run the Quick Start end to end (embedded SQLite unless a database is configured)."""
+    return run(BIN / "structum-db", "demo", *args)
+
+
+def cmd_lint(args: list[str]) -> int:
+    """Ruff lint and format check."""
+    paths = [p for p in SOURCE_PATHS if (ROOT / p).exists()]
+    return run(PY, "-m", "ruff", "check", *paths, *args) or run(
+        PY, "-m", "ruff", "format", "--check", *paths
+    )
+
+
+def cmd_typecheck(args: list[str]) -> int:
+    """Mypy --strict over every package's sources and tests."""
+    paths = [str(p) for p in sorted(ROOT.glob("packages/*/src"))]
+    paths += [str(p) for p in sorted(ROOT.glob("packages/*/tests"))]
+    return run(PY, "-m", "mypy", *paths, *args)
+
+
+def cmd_bench(args: list[str]) -> int:
+    """The benchmark suite (ratios against the raw drivers, in one run)."""
+    return run(PY, "-m", "benchmarks", *args)
+
+
+COMMANDS = {
+    "test": cmd_test,
+    "demo": cmd_demo,
+    "lint": cmd_lint,
+    "typecheck": cmd_typecheck,
+    "bench": cmd_bench,
+}
+
+
+def main(argv: list[str]) -> int:
+    """Install what is needed, then run the named command with the remaining arguments."""
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__)
+        return 2
+    if sys.version_info < (3, 10):
+        print("Structum Database needs Python >= 3.10", file=sys.stderr)
+        return 2
+    ensure_venv()
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
