@@ -1,0 +1,327 @@
+"""The pytest plugin of structum-database-testing (entry point ``structum_database``).
+
+Options (each with an environment variable, for CI):
+
+- ``--structum-db-url URL`` / ``STRUCTUM_TEST_DATABASE_URL``: the PostgreSQL server to use.
+- ``--structum-db-provision {auto,url,docker,local}`` / ``STRUCTUM_TEST_DATABASE_PROVISION``: walk
+  the whole chain (default) or allow only one way.
+- ``--structum-db-require`` / ``STRUCTUM_TEST_REQUIRE_DB=1``: fail, instead of skip, the tests that
+  need PostgreSQL when none can be provided.
+
+Fixtures: ``mock_db``, ``async_mock_db`` (no server); ``postgres_url`` (session); the backend
+databases ``sqlalchemy_db``, ``postgres_db`` (session) and ``async_sqlalchemy_db``,
+``async_postgres_db`` (per test); and their per-test isolated variants ``isolated_*``, whose
+writes are rolled back after the test. Backends are imported inside the fixtures, so this module
+loads with no database driver installed; the async fixtures need pytest-asyncio.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import pytest
+
+from .isolation import ConnectionLeakError, async_isolated, checked_out, isolated, leak_error
+from .mock import AsyncMockDatabase, MockDatabase
+from .provision import (
+    ENV_PROVISION,
+    ENV_REQUIRE,
+    ENV_URL,
+    MODES,
+    ClusterError,
+    Mode,
+    PostgresUnavailable,
+    ProvisionedPostgres,
+    provision_postgres,
+)
+
+__all__ = [
+    "async_isolated_postgres_db",
+    "async_isolated_sqlalchemy_db",
+    "async_mock_db",
+    "async_postgres_db",
+    "async_sqlalchemy_db",
+    "isolated_postgres_db",
+    "isolated_sqlalchemy_db",
+    "mock_db",
+    "postgres_db",
+    "postgres_url",
+    "pytest_addoption",
+    "pytest_terminal_summary",
+    "sqlalchemy_db",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_PROVISIONED = pytest.StashKey[ProvisionedPostgres]()
+_LEAK_REPORTED = pytest.StashKey[bool]()
+_TRUE = ("1", "true", "yes", "on")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the ``--structum-db-*`` options."""
+    group = parser.getgroup("structum-database", "Structum Database test support")
+    group.addoption(
+        "--structum-db-url",
+        dest="structum_db_url",
+        default=None,
+        metavar="URL",
+        help=f"PostgreSQL server for postgres_url and the database fixtures (env {ENV_URL}).",
+    )
+    group.addoption(
+        "--structum-db-provision",
+        dest="structum_db_provision",
+        default=None,
+        choices=MODES,
+        help="How postgres_url finds a server: auto (URL, then Docker, then a local cluster; the "
+        f"default) or only url, docker or local (env {ENV_PROVISION}).",
+    )
+    group.addoption(
+        "--structum-db-require",
+        dest="structum_db_require",
+        action="store_true",
+        default=False,
+        help="Fail, instead of skip, tests that need PostgreSQL when none can be provided "
+        f"(env {ENV_REQUIRE}=1).",
+    )
+
+
+@dataclass(frozen=True)
+class _Settings:
+    url: str | None
+    mode: Mode
+    require: bool
+
+
+def _settings(config: pytest.Config) -> _Settings:
+    url = config.getoption("structum_db_url") or os.environ.get(ENV_URL) or None
+    mode = config.getoption("structum_db_provision") or os.environ.get(ENV_PROVISION) or "auto"
+    if mode not in MODES:
+        raise pytest.UsageError(f"{ENV_PROVISION} must be one of {', '.join(MODES)}, not {mode!r}")
+    require = bool(config.getoption("structum_db_require")) or (
+        os.environ.get(ENV_REQUIRE, "").strip().lower() in _TRUE
+    )
+    return _Settings(url, cast(Mode, mode), require)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say where the PostgreSQL of this run came from (and how long it took to start)."""
+    server = config.stash.get(_PROVISIONED, None)
+    if server is not None:
+        terminalreporter.write_line(f"structum-database: PostgreSQL {server.description}")
+
+
+# -- no server -------------------------------------------------------------------------------
+def _report_leak(leak: ConnectionLeakError | None, request: pytest.FixtureRequest) -> None:
+    # Failing outside the ``except`` block keeps the report to the one clear message.
+    if leak is not None:
+        request.node.stash[_LEAK_REPORTED] = True
+        pytest.fail(str(leak), pytrace=False)
+
+
+def _fail_on_leak(db: Any, request: pytest.FixtureRequest) -> None:
+    if request.node.stash.get(_LEAK_REPORTED, False):
+        return  # the isolated_* fixture on top of this one already said it
+    leaked = checked_out(db)
+    if leaked > 0:
+        _report_leak(leak_error(db, leaked, request.node.nodeid), request)
+
+
+@pytest.fixture
+def mock_db(request: pytest.FixtureRequest) -> Iterator[MockDatabase]:
+    """A fresh :class:`MockDatabase`; the test fails if it leaves a connection checked out."""
+    db = MockDatabase()
+    yield db
+    try:
+        _fail_on_leak(db, request)
+    finally:
+        db.shutdown()
+
+
+@pytest.fixture
+def async_mock_db(request: pytest.FixtureRequest) -> Iterator[AsyncMockDatabase]:
+    """A fresh :class:`AsyncMockDatabase` (a plain fixture: any async test runner can use it)."""
+    db = AsyncMockDatabase()
+    yield db
+    try:
+        _fail_on_leak(db, request)
+    finally:
+        db._closed = True  # shutdown() only sets this; no event loop is needed here
+
+
+# -- a PostgreSQL server ---------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of a PostgreSQL database for this test run (this xdist worker's own).
+
+    Provided by ``--structum-db-url``/``STRUCTUM_TEST_DATABASE_URL``, else a throwaway Docker
+    container, else a throwaway local cluster; otherwise the tests that need it are skipped (or
+    fail, with ``--structum-db-require``). The container or cluster is removed after the run.
+    """
+    settings = _settings(request.config)
+    try:
+        server = provision_postgres(
+            url=settings.url,
+            mode=settings.mode,
+            worker=os.environ.get("PYTEST_XDIST_WORKER"),
+        )
+    except PostgresUnavailable as exc:
+        if settings.require:
+            pytest.fail(
+                f"{exc.message()}\n(a server is required: --structum-db-require or "
+                f"{ENV_REQUIRE}=1)",
+                pytrace=False,
+            )
+        pytest.skip(exc.message())
+    except ClusterError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    request.config.stash[_PROVISIONED] = server
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+def _backend_class(module: str, name: str, fixture: str) -> Any:
+    # Imported here, not at the top: the plugin must load with no backend (and no driver).
+    try:
+        loaded = importlib.import_module(f"structum_lab.plugins.database.{module}")
+    except ImportError as exc:
+        pytest.fail(
+            f"the {fixture} fixture needs structum-database-{module}: "
+            f'pip install "structum-database[{module}]" ({exc})',
+            pytrace=False,
+        )
+    return getattr(loaded, name)
+
+
+def _async_fixture(func: F) -> F:
+    """Make ``func`` a pytest-asyncio fixture, or a fixture that says pytest-asyncio is missing."""
+    try:
+        import pytest_asyncio  # noqa: PLC0415 - optional: only the async fixtures need it
+    except ImportError:
+
+        def unavailable() -> None:
+            pytest.fail(
+                f"the {func.__name__} fixture is async and needs pytest-asyncio: "
+                "pip install 'structum-database-testing[asyncio]'",
+                pytrace=False,
+            )
+
+        unavailable.__doc__ = func.__doc__
+        return cast(F, pytest.fixture(name=func.__name__)(unavailable))
+    return cast(F, pytest_asyncio.fixture(func))
+
+
+@pytest.fixture(scope="session")
+def sqlalchemy_db(postgres_url: str) -> Iterator[Any]:
+    """A ``SQLAlchemyDatabase`` on ``postgres_url``, shared by the session (shut down after)."""
+    db = _backend_class("sqlalchemy", "SQLAlchemyDatabase", "sqlalchemy_db")(postgres_url)
+    try:
+        yield db
+    finally:
+        db.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres_db(postgres_url: str) -> Iterator[Any]:
+    """A ``PostgresDatabase`` (psycopg 3) on ``postgres_url``, shared by the session."""
+    db = _backend_class("postgres", "PostgresDatabase", "postgres_db")(postgres_url)
+    try:
+        yield db
+    finally:
+        db.shutdown()
+
+
+async def _async_backend(
+    module: str, name: str, fixture: str, url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Any]:
+    # Per test: an asyncio pool belongs to the event loop it was opened in, and each test has
+    # its own loop by default.
+    db = _backend_class(module, name, fixture)(url)
+    try:
+        yield db
+        _fail_on_leak(db, request)
+    finally:
+        await db.shutdown()
+
+
+@_async_fixture
+async def async_sqlalchemy_db(
+    postgres_url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Any]:
+    """An ``AsyncSQLAlchemyDatabase`` on ``postgres_url``, per test (needs pytest-asyncio)."""
+    async for db in _async_backend(
+        "sqlalchemy", "AsyncSQLAlchemyDatabase", "async_sqlalchemy_db", postgres_url, request
+    ):
+        yield db
+
+
+@_async_fixture
+async def async_postgres_db(
+    postgres_url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Any]:
+    """An ``AsyncPostgresDatabase`` on ``postgres_url``, per test (needs pytest-asyncio)."""
+    async for db in _async_backend(
+        "postgres", "AsyncPostgresDatabase", "async_postgres_db", postgres_url, request
+    ):
+        yield db
+
+
+# -- per-test isolation ----------------------------------------------------------------------
+def _isolate(db: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    leak = None
+    try:
+        with isolated(db, what=request.node.nodeid):
+            yield db
+    except ConnectionLeakError as exc:
+        leak = exc
+    _report_leak(leak, request)
+
+
+async def _async_isolate(db: Any, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    leak = None
+    try:
+        async with async_isolated(db, what=request.node.nodeid):
+            yield db
+    except ConnectionLeakError as exc:
+        leak = exc
+    _report_leak(leak, request)
+
+
+@pytest.fixture
+def isolated_sqlalchemy_db(sqlalchemy_db: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """``sqlalchemy_db`` inside a transaction rolled back after the test.
+
+    The test's ``transaction()`` calls become savepoints; nothing it writes survives it. The
+    test fails if it leaves a connection checked out.
+    """
+    yield from _isolate(sqlalchemy_db, request)
+
+
+@pytest.fixture
+def isolated_postgres_db(postgres_db: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """``postgres_db`` inside a transaction rolled back after the test (see above)."""
+    yield from _isolate(postgres_db, request)
+
+
+@_async_fixture
+async def async_isolated_sqlalchemy_db(
+    async_sqlalchemy_db: Any, request: pytest.FixtureRequest
+) -> AsyncIterator[Any]:
+    """``async_sqlalchemy_db`` inside a transaction rolled back after the test."""
+    async for db in _async_isolate(async_sqlalchemy_db, request):
+        yield db
+
+
+@_async_fixture
+async def async_isolated_postgres_db(
+    async_postgres_db: Any, request: pytest.FixtureRequest
+) -> AsyncIterator[Any]:
+    """``async_postgres_db`` inside a transaction rolled back after the test."""
+    async for db in _async_isolate(async_postgres_db, request):
+        yield db

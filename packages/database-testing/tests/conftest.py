@@ -1,0 +1,81 @@
+"""Shared setup of the structum-database-testing tests.
+
+``pytester`` (real pytest runs inside tests) is enabled here rather than in the root ``addopts``
+because only this package needs it. Tests that time the throwaway cluster attach the figure with
+``record_property("structum_cluster_startup", ...)``; the summary at the end of the run prints it,
+so CI logs say how long the cluster took to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pytest
+
+# pytester restores sys.modules after each test: a driver first imported inside such a test would
+# be imported anew later, and its C extension would then raise exception classes that the new
+# module does not know. Importing the optional drivers up front keeps one copy for the session.
+for _driver in ("psycopg", "sqlalchemy"):
+    with contextlib.suppress(ImportError):
+        __import__(_driver)
+
+_cluster_timings: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin("pytester"):
+        config.pluginmanager.import_plugin("pytester")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        for name, value in report.user_properties:
+            if name == "structum_cluster_startup":
+                _cluster_timings.append(f"{report.nodeid}: {value}")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if _cluster_timings:
+        terminalreporter.write_sep("-", "structum-database-testing: throwaway PostgreSQL cluster")
+        for line in _cluster_timings:
+            terminalreporter.write_line(line)
+
+
+_INNER_INI = """
+[pytest]
+addopts = -p no:cacheprovider
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = function
+asyncio_default_test_loop_scope = function
+filterwarnings = error
+"""
+
+# Variables of the outer run that would change how the inner runs provision PostgreSQL.
+_OUTER_ENV = (
+    "STRUCTUM_TEST_DATABASE_URL",
+    "STRUCTUM_TEST_DATABASE_PROVISION",
+    "STRUCTUM_TEST_REQUIRE_DB",
+    "STRUCTUM_TEST_PG_BINDIR",
+    "PYTEST_XDIST_WORKER",
+    "PYTEST_XDIST_WORKER_COUNT",
+    "PYTEST_XDIST_TESTRUNUID",
+    "PYTEST_ADDOPTS",
+)
+
+
+@pytest.fixture
+def inner_pytest(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run pytest in a subprocess on files made with ``pytester``, with the plugin installed.
+
+    The inner run gets its own ini (asyncio auto mode, warnings as errors) and none of the outer
+    run's provisioning variables; a test sets the ones it wants with ``monkeypatch.setenv``.
+    """
+    for name in _OUTER_ENV:
+        monkeypatch.delenv(name, raising=False)
+    pytester.makeini(_INNER_INI)
+
+    def run(*args: str, timeout: float = 300) -> pytest.RunResult:
+        return pytester.runpytest_subprocess(*args, timeout=timeout)
+
+    return run

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from structum_lab.plugins.database.testing import (
+    ClusterError,
+    LocalPostgresCluster,
+    PostgresUnavailable,
+    docker_status,
+    find_postgres_bindir,
+    provision_postgres,
+)
+from structum_lab.plugins.database.testing.provision import worker_database_url
+
+
+def _serve_once(path: Path, reply: bytes) -> Iterator[threading.Thread]:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(1024)
+            conn.sendall(reply)
+        server.close()
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    yield thread
+    thread.join(5)
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    # AF_UNIX paths are limited to ~100 bytes; pytest's tmp_path can be longer.
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sdt-") as name:
+        yield Path(name)
+
+
+def test_docker_ping_on_a_socket_that_answers(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sock = short_tmp / "docker.sock"
+    served = _serve_once(sock, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+    next(served)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
+    assert docker_status() == (True, f"unix://{sock}")
+    next(served, None)
+
+
+def test_docker_ping_on_a_socket_that_refuses(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sock = short_tmp / "docker.sock"
+    served = _serve_once(sock, b"HTTP/1.1 500 Internal Server Error\r\n\r\n")
+    next(served)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
+    answers, why = docker_status()
+    assert not answers
+    assert "did not answer /_ping" in why
+    next(served, None)
+
+
+def test_no_docker_is_detected_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for host in ("unix:///nonexistent/docker.sock", f"tcp://127.0.0.1:{port}"):
+        monkeypatch.setenv("DOCKER_HOST", host)
+        started = time.perf_counter()
+        answers, why = docker_status(timeout=0.5)
+        assert not answers
+        assert why
+        assert time.perf_counter() - started < 0.6
+    monkeypatch.setenv("DOCKER_HOST", "ssh://somewhere")
+    assert docker_status() == (False, "unsupported DOCKER_HOST 'ssh://somewhere'")
+
+
+def test_find_bindir_honours_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRUCTUM_TEST_PG_BINDIR", "/nonexistent")
+    assert find_postgres_bindir() is None
+    with pytest.raises(ClusterError, match="no PostgreSQL server binaries"):
+        LocalPostgresCluster()
+    monkeypatch.delenv("STRUCTUM_TEST_PG_BINDIR")
+    found = find_postgres_bindir()
+    if found is not None:
+        assert (found / "initdb").is_file()
+        assert (found / "pg_ctl").is_file()
+        monkeypatch.setenv("STRUCTUM_TEST_PG_BINDIR", str(found))
+        assert find_postgres_bindir() == found
+
+
+def test_worker_database_url() -> None:
+    assert (
+        worker_database_url("postgresql://u:p@h:5432/test?sslmode=disable", "gw3")
+        == "postgresql://u:p@h:5432/test_gw3?sslmode=disable"
+    )
+    assert worker_database_url("postgresql://u@h", "gw0") == "postgresql://u@h/u_gw0"
+
+
+def test_unavailable_names_the_three_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.setenv("STRUCTUM_TEST_PG_BINDIR", "/nonexistent")
+    with pytest.raises(PostgresUnavailable) as info:
+        provision_postgres()
+    message = str(info.value)
+    for needle in (
+        "--structum-db-url",
+        "STRUCTUM_TEST_DATABASE_URL",
+        "structum-database-testing[containers]",
+        "initdb, pg_ctl",
+        "URL: none given",
+        "Docker: no daemon answered (/nonexistent/docker.sock does not exist)",
+        "local cluster: no PostgreSQL server binaries",
+    ):
+        assert needle in message
+    assert len(info.value.reasons) == 3
+    with pytest.raises(PostgresUnavailable) as only_url:
+        provision_postgres(mode="url")
+    assert len(only_url.value.reasons) == 1
+    with pytest.raises(ValueError, match="mode must be one of"):
+        provision_postgres(mode="cloud")  # type: ignore[arg-type]
+
+
+def test_explicit_url_is_used_as_given() -> None:
+    url = "postgresql://app:secret@db.example:5432/app"
+    given = provision_postgres(url=url)
+    assert (given.url, given.source) == (url, "url")
+    assert "secret" not in given.description
+    given.close()
+
+
+@pytest.mark.integration
+def test_worker_database_is_created_and_dropped(postgres_url: str) -> None:
+    psycopg = pytest.importorskip("psycopg")
+    server = provision_postgres(url=postgres_url, worker="gw7")
+    name = urlsplit(server.url).path.lstrip("/")
+    assert name == urlsplit(postgres_url).path.lstrip("/") + "_gw7"
+    assert "for worker gw7" in server.description
+    with psycopg.connect(server.url) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == (name,)
+    server.close()
+    with psycopg.connect(postgres_url) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,))
+        assert row.fetchone() == (0,)
+
+
+@pytest.mark.integration
+def test_local_cluster_lifecycle(record_property: Callable[[str, object], None]) -> None:
+    psycopg = pytest.importorskip("psycopg")
+    if find_postgres_bindir() is None:
+        if os.environ.get("STRUCTUM_TEST_REQUIRE_DB") == "1":
+            pytest.fail("no PostgreSQL server binaries: install postgresql (initdb, pg_ctl)")
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl)")
+    with LocalPostgresCluster(database="lifecycle") as cluster:
+        record_property(
+            "structum_cluster_startup",
+            f"in-process start {cluster.startup_seconds:.2f}s "
+            + " ".join(f"{k}={v:.2f}s" for k, v in cluster.timings.items()),
+        )
+        assert cluster.url == f"postgresql://postgres@127.0.0.1:{cluster.port}/lifecycle"
+        assert "running on 127.0.0.1" in repr(cluster)
+        directory = cluster.dir
+        assert directory is not None
+        assert directory.name.startswith("structum-pg-")
+        assert (cluster.socket_dir / f".s.PGSQL.{cluster.port}").exists()
+        if os.geteuid() == 0:  # PostgreSQL refuses root: the server runs unprivileged
+            assert cluster.data_dir.stat().st_uid != 0
+        with psycopg.connect(cluster.url) as conn:
+            settings = conn.execute(
+                "SELECT current_setting('fsync'), current_database(), "
+                "current_setting('unix_socket_directories')"
+            ).fetchone()
+        assert settings == ("off", "lifecycle", str(cluster.socket_dir))
+        with psycopg.connect(
+            host=str(cluster.socket_dir), port=cluster.port, user="postgres", dbname="lifecycle"
+        ) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert cluster.version().split(".")[0].isdigit()
+    assert not directory.exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(
+            f"postgresql://postgres@127.0.0.1:{cluster.port}/lifecycle", connect_timeout=2
+        )
+    with pytest.raises(ClusterError, match="not running"):
+        _ = cluster.url
+    cluster.stop()  # idempotent
