@@ -34,10 +34,16 @@ def _missing(what: str, env: str) -> None:
     pytest.skip(message)
 
 
-def server_url(dialect: str, tmp_path: Path) -> str:
-    """URL of a real server for ``dialect`` (``postgresql``, ``mysql``, ``sqlite``), or skip."""
+def server_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest | None = None) -> str:
+    """URL of a real server for ``dialect`` (``postgresql``, ``mysql``, ``sqlite``), or skip.
+
+    Without ``STRUCTUM_TEST_POSTGRES_URL``, PostgreSQL comes from the testing plugin's
+    ``postgres_url`` chain (testcontainers when Docker answers, else a throwaway local cluster).
+    """
     if dialect == "postgresql":
         url = os.environ.get(POSTGRES_ENV)
+        if not url and request is not None:
+            url = request.getfixturevalue("postgres_url")
         if not url:
             _missing("PostgreSQL", POSTGRES_ENV)
         return url  # type: ignore[return-value]
@@ -50,9 +56,9 @@ def server_url(dialect: str, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def postgres_server_url(tmp_path: Path) -> str:
+def postgres_server_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """URL of the real PostgreSQL server (skips or fails when there is none)."""
-    return server_url("postgresql", tmp_path)
+    return server_url("postgresql", tmp_path, request)
 
 
 @pytest.fixture
@@ -138,13 +144,13 @@ def async_backend(request: pytest.FixtureRequest) -> Backend:
 
 @pytest.fixture
 def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Backend], str]:
-    return lambda backend: server_url(backend.dialect, tmp_path)
+    return lambda backend: server_url(backend.dialect, tmp_path, request)
 
 
 @pytest.fixture
-def sync_db(sync_backend: Backend, tmp_path: Path) -> Iterator[Any]:
+def sync_db(sync_backend: Backend, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh database of each sync backend; at the end nothing may still be checked out."""
-    db = sync_backend.make(server_url(sync_backend.dialect, tmp_path))
+    db = sync_backend.make(server_url(sync_backend.dialect, tmp_path, request))
     try:
         yield db
         assert db.get_pool_info()["checked_out"] == 0, "a test leaked a connection"
@@ -153,9 +159,11 @@ def sync_db(sync_backend: Backend, tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-async def async_db(async_backend: Backend, tmp_path: Path) -> AsyncIterator[Any]:
+async def async_db(
+    async_backend: Backend, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Any]:
     """A fresh database of each async backend; at the end nothing may still be checked out."""
-    db = async_backend.make(server_url(async_backend.dialect, tmp_path))
+    db = async_backend.make(server_url(async_backend.dialect, tmp_path, request))
     try:
         yield db
         assert db.get_pool_info()["checked_out"] == 0, "a test leaked a connection"
