@@ -16,7 +16,7 @@ import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -101,8 +101,15 @@ class DatabaseState:
             f"cannot use the database {self._masked_url!r}: {self._redact(str(exc)).strip()}"
         )
 
-    def _query_error(self, exc: BaseException, sqlstate: str | None) -> QueryError:
-        cls = error_class_for_sqlstate(sqlstate)
+    def _query_error(
+        self,
+        exc: BaseException,
+        sqlstate: str | None,
+        cls: type[QueryError] | None = None,
+    ) -> QueryError:
+        # ``cls`` lets a backend pick the class when the SQLSTATE alone cannot (MySQL reports
+        # lock-wait and statement timeouts as HY000/70100).
+        cls = cls or error_class_for_sqlstate(sqlstate)
         code = f" [SQLSTATE {sqlstate}]" if sqlstate else ""
         return cls(f"{self._redact(str(exc)).strip()}{code}", sqlstate=sqlstate)
 
@@ -126,6 +133,22 @@ class DatabaseState:
             latency_ms,
             {"backend": self.backend_name, "url": self._masked_url, "error": type(exc).__name__},
         )
+
+
+def _forget_active(var: ContextVar[Any], token: Token[Any], conn: Any) -> None:
+    """Undo ``var.set()`` of a transaction's ``__enter__``, even from another Context.
+
+    FastAPI runs a sync generator dependency's ``__enter__`` and ``__exit__`` in two threadpool
+    calls, each in its own copy of the context, and ``reset()`` refuses a token from another
+    Context. The connection must still be given back, and the exiting context must not keep
+    pointing at it (a later ``transaction()`` there would join a returned connection).
+    """
+    try:
+        var.reset(token)
+    except ValueError:
+        current = var.get()
+        if current is not None and current[0] is conn:
+            var.set(None if token.old_value is Token.MISSING else token.old_value)
 
 
 class _SyncTransaction(Generic[C]):
@@ -159,7 +182,7 @@ class _SyncTransaction(Generic[C]):
         if self._savepoint is not None:
             self._savepoint.__exit__(exc_type, exc, tb)
             return
-        self._db._active.reset(self._token)
+        _forget_active(self._db._active, self._token, self._conn)
         self._db._end(self._conn, commit=exc_type is None)
 
 
@@ -283,7 +306,7 @@ class _AsyncTransaction(Generic[AC]):
         if self._savepoint is not None:
             await self._savepoint.__aexit__(exc_type, exc, tb)
             return
-        self._db._active.reset(self._token)
+        _forget_active(self._db._active, self._token, self._conn)
         await self._db._end(self._conn, commit=exc_type is None)
 
 

@@ -1,0 +1,262 @@
+"""``AsyncSQLAlchemyDatabase``: the asyncio twin of ``SQLAlchemyDatabase``.
+
+Every rule (URLs, pool, parameters, errors, transaction options) is in ``_common.py``; this module
+only awaits where ``_sync.py`` calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from typing_extensions import Self
+
+import sqlalchemy.exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from structum_lab.plugins.database.base import AsyncDatabaseBase, logger
+from structum_lab.plugins.database.errors import DatabaseClosedError
+from structum_lab.plugins.database.interfaces import AsyncConnection, AsyncResult, Params
+from structum_lab.plugins.database.results import AsyncBufferedResult
+
+from ._common import (
+    _RESTORE,
+    SQLAlchemyAsyncResult,
+    SQLAlchemyState,
+    error_cause,
+    ping_ok,
+    savepoint_name,
+)
+
+__all__ = ["AsyncSQLAlchemyConnection", "AsyncSQLAlchemyDatabase"]
+
+_PUBLIC_MODULE = "structum_lab.plugins.database.sqlalchemy"
+
+
+class AsyncSQLAlchemyConnection(AsyncConnection):
+    """Async twin of :class:`SQLAlchemyConnection`: ``await conn.execute(...)``."""
+
+    __module__ = _PUBLIC_MODULE
+
+    def __init__(self, db: AsyncSQLAlchemyDatabase, connection: SAAsyncConnection) -> None:
+        self._db = db
+        self._sa = connection
+        self._result: AsyncResult | None = None
+        self._closed = False
+
+    @property
+    def sqlalchemy_connection(self) -> SAAsyncConnection:
+        """The underlying ``sqlalchemy.ext.asyncio.AsyncConnection``."""
+        return self._sa
+
+    @property
+    def last_result(self) -> AsyncResult | None:
+        """The result of the last ``execute()``, or None."""
+        return self._result
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection went back to the pool."""
+        return self._closed
+
+    def _check(self) -> None:
+        if self._closed:
+            raise DatabaseClosedError(
+                "this connection was already returned to the pool; check out a new one"
+            )
+
+    async def execute(self, sql: str, params: Params = None) -> SQLAlchemyAsyncResult:
+        """Run one statement (``:name`` placeholders with a mapping); see the sync twin."""
+        self._check()
+        statement, args = self._db._prepare(sql, params)
+        try:
+            cursor = await self._sa.exec_driver_sql(statement, args)
+        except sa_exc.SQLAlchemyError as exc:
+            raise self._db._translate(exc) from error_cause(exc)
+        result = SQLAlchemyAsyncResult(cursor)
+        self._result = result
+        return result
+
+    async def executemany(self, sql: str, params_seq: Iterable[Params]) -> AsyncResult:
+        """Run one statement once per parameter set."""
+        self._check()
+        statement, batch = self._db._prepare_many(sql, params_seq)
+        if not batch:
+            self._result = AsyncBufferedResult(rowcount=0)
+            return self._result
+        try:
+            cursor = await self._sa.exec_driver_sql(statement, batch)
+        except sa_exc.SQLAlchemyError as exc:
+            raise self._db._translate(exc) from error_cause(exc)
+        result = SQLAlchemyAsyncResult(cursor)
+        self._result = result
+        return result
+
+    async def commit(self) -> None:
+        """Commit; the next statement starts a new transaction."""
+        self._check()
+        try:
+            await self._sa.commit()
+        except sa_exc.SQLAlchemyError as exc:
+            raise self._db._translate(exc) from error_cause(exc)
+
+    async def rollback(self) -> None:
+        """Roll back the current transaction."""
+        self._check()
+        try:
+            await self._sa.rollback()
+        except sa_exc.SQLAlchemyError as exc:
+            raise self._db._translate(exc) from error_cause(exc)
+
+    async def close(self) -> None:
+        """Roll back anything uncommitted and give the connection back to the pool."""
+        await self._finish(commit=False)
+
+    @asynccontextmanager
+    async def savepoint(self, name: str | None = None) -> AsyncIterator[Self]:
+        """A SAVEPOINT: released on success; on an exception rolled back to, and re-raised."""
+        self._check()
+        if name is not None:
+            async with self._named_savepoint(savepoint_name(name)):
+                yield self
+            return
+        try:
+            nested = await self._sa.begin_nested()
+        except sa_exc.SQLAlchemyError as exc:
+            raise self._db._translate(exc) from error_cause(exc)
+        try:
+            yield self
+        except BaseException:
+            if nested.is_active:
+                try:
+                    await nested.rollback()
+                except sa_exc.SQLAlchemyError as exc:  # the caller's error matters more
+                    logger.warning("rollback to savepoint failed: %s", type(exc).__name__)
+            raise
+        if nested.is_active:
+            try:
+                await nested.commit()
+            except sa_exc.SQLAlchemyError as exc:
+                raise self._db._translate(exc) from error_cause(exc)
+
+    @asynccontextmanager
+    async def _named_savepoint(self, name: str) -> AsyncIterator[None]:
+        await self.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            await self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            raise
+        await self.execute(f"RELEASE SAVEPOINT {name}")
+
+    async def _finish(self, *, commit: bool) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        sa = self._sa
+        try:
+            if commit:
+                try:
+                    await sa.commit()
+                except sa_exc.SQLAlchemyError as exc:
+                    raise self._db._translate(exc) from error_cause(exc)
+        finally:
+            try:
+                await sa.close()  # rolls back whatever is still open
+            except Exception as exc:
+                logger.warning(
+                    "returning a connection to %s failed: %s", self._db.url, type(exc).__name__
+                )
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<AsyncSQLAlchemyConnection {self._db.url!r} {state}>"
+
+
+class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemyConnection]):
+    """Pooled, transactional asyncio access to any SQLAlchemy database.
+
+    Example::
+
+        db = AsyncSQLAlchemyDatabase("postgresql://app:secret@localhost/app")
+        async with db.transaction() as conn:
+            result = await conn.execute("SELECT * FROM users WHERE id = :id", {"id": 1})
+            user = await result.fetchone()
+        await db.shutdown()
+
+    Takes the same arguments as :class:`SQLAlchemyDatabase`; one URL serves both.
+    """
+
+    __module__ = _PUBLIC_MODULE
+    _is_async = True
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQLAlchemy ``AsyncEngine``."""
+        engine: AsyncEngine = self._engine_any
+        return engine
+
+    async def _connect(self) -> SAAsyncConnection:
+        self._acquiring.append(None)
+        try:
+            return await self.engine.connect()
+        except Exception as exc:
+            raise self._translate(exc, connecting=True) from error_cause(exc)
+        finally:
+            self._acquiring.pop()
+
+    async def _begin(self, **options: Any) -> AsyncSQLAlchemyConnection:
+        if not options:
+            return AsyncSQLAlchemyConnection(self, await self._connect())
+        self._check_options(options)
+        sa = await self._connect()
+        try:
+            setup = self._setup_for(options)
+            if setup.execution_options:
+                await sa.execution_options(**setup.execution_options)
+            if setup.restore:
+                sa.info[_RESTORE] = setup.restore
+            for statement in setup.statements:
+                await sa.exec_driver_sql(statement)
+        except BaseException as exc:
+            await sa.close()
+            if isinstance(exc, sa_exc.ArgumentError):
+                raise ValueError(self._redact(str(exc))) from exc
+            if isinstance(exc, sa_exc.SQLAlchemyError):
+                raise self._translate(exc) from error_cause(exc)
+            raise
+        return AsyncSQLAlchemyConnection(self, sa)
+
+    async def _end(self, conn: AsyncSQLAlchemyConnection, *, commit: bool) -> None:
+        await conn._finish(commit=commit)
+
+    async def _probe(self) -> None:
+        sa = await self._connect()
+        try:
+            await sa.run_sync(lambda c: ping_ok(c.dialect, c.connection.dbapi_connection))
+        except Exception as exc:
+            await sa.invalidate()
+            raise self._unavailable_error(exc) from exc
+        finally:
+            await sa.close()
+
+    async def get_connection(self) -> AsyncSQLAlchemyConnection:
+        """Check out a connection in a transaction; ``await conn.commit()``, then ``close()``."""
+        self._check_open()
+        return await self._begin()
+
+    def get_session(self, **options: Any) -> AsyncSession:
+        """An ORM ``AsyncSession`` bound to this database (``async with db.get_session() as s``)."""
+        self._check_open()
+        return AsyncSession(bind=self.engine, **options)
+
+    async def shutdown(self) -> None:
+        """Close every pooled connection; later calls raise ``DatabaseClosedError``."""
+        if self._closed:
+            return
+        self._closed = True
+        leaked = self.get_pool_info()["checked_out"]
+        if leaked:
+            logger.warning("%s shut down with %d connection(s) still checked out", self.url, leaked)
+        await self.engine.dispose()
