@@ -34,6 +34,7 @@ PACKAGES = [
     "packages/database-sqlalchemy[all]",
     "packages/database-postgres",
     "packages/database-testing",
+    "packages/database-fastapi",
     "packages/database[all]",
 ]
 TEST_PATHS = ["packages", "tests-integration"]

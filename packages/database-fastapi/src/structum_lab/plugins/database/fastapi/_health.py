@@ -1,0 +1,161 @@
+"""Readiness and liveness endpoints in the IETF ``application/health+json`` shape."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from structum_lab.plugins.database import ConfigurationError, HealthResult, HealthStatus
+
+from ._state import is_async_database, resolve_database
+
+__all__ = ["HEALTH_MEDIA_TYPE", "HealthJSONResponse", "health_router"]
+
+HEALTH_MEDIA_TYPE = "application/health+json"
+
+_SEVERITY = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.UNHEALTHY: 2}
+_HEADERS = {"Cache-Control": "no-store"}
+
+
+class HealthJSONResponse(JSONResponse):
+    """JSON with the ``application/health+json`` media type."""
+
+    media_type = HEALTH_MEDIA_TYPE
+
+
+def _component(name: str) -> str:
+    return "database" if name == "default" else name
+
+
+async def _check(request: Request, name: str, limit: float | None) -> HealthResult:
+    try:
+        db = resolve_database(request, name)
+    except ConfigurationError as exc:
+        return HealthResult(HealthStatus.UNHEALTHY, str(exc), 0.0)
+    start = time.perf_counter()
+    result: HealthResult | None = None
+    with anyio.move_on_after(limit):
+        try:
+            if is_async_database(db):
+                result = await db.health_check()
+            else:
+                # abandon_on_cancel: a probe stuck in a blocking connect must not hold the
+                # answer past the timeout (the thread finishes on its own).
+                result = await anyio.to_thread.run_sync(
+                    db.health_check, abandon_on_cancel=True, limiter=anyio.CapacityLimiter(1)
+                )
+        except Exception as exc:
+            # health_check() promises not to raise; a look-alike might. Its text is not shown:
+            # it could carry a URL with a password.
+            return HealthResult(
+                HealthStatus.UNHEALTHY,
+                f"health check raised {type(exc).__name__}",
+                (time.perf_counter() - start) * 1000.0,
+            )
+    if result is None:
+        return HealthResult(
+            HealthStatus.UNHEALTHY,
+            f"health check did not answer within {limit:g}s",
+            (time.perf_counter() - start) * 1000.0,
+        )
+    return result
+
+
+def render_health(results: Sequence[tuple[str, HealthResult]]) -> dict[str, Any]:
+    """One health+json document for one or several databases (the worst status wins)."""
+    if len(results) == 1:
+        name, result = results[0]
+        return result.to_health_json(component=_component(name))
+    worst = max((result.status for _, result in results), key=_SEVERITY.__getitem__)
+    checks: dict[str, Any] = {}
+    for name, result in results:
+        checks.update(result.to_health_json(component=_component(name))["checks"])
+    return {
+        "status": worst.ietf,
+        "description": "; ".join(f"{name}: {result.message}" for name, result in results),
+        "checks": checks,
+    }
+
+
+def health_router(
+    *names: str,
+    prefix: str = "/health",
+    readiness_path: str = "/ready",
+    liveness_path: str = "/live",
+    timeout: float | None = 5.0,
+    include_in_schema: bool = True,
+    tags: Sequence[str] = ("health",),
+) -> APIRouter:
+    """An ``APIRouter`` with a readiness and a liveness endpoint.
+
+    - ``GET {prefix}{readiness_path}`` runs ``health_check()`` on each database (concurrently)
+      and answers 200 when all are HEALTHY or DEGRADED, 503 when one is UNHEALTHY, not
+      registered, or did not answer within ``timeout``. The body is the IETF health+json
+      document (``HealthResult.to_health_json()``), media type ``application/health+json``.
+    - ``GET {prefix}{liveness_path}`` answers 200 ``{"status": "pass"}`` without touching any
+      database: a database outage must make the instance unready, not get it restarted.
+
+    Args:
+        *names: The databases to check (registry or lifespan names); default ``default``.
+        prefix: Path prefix of both endpoints.
+        readiness_path: Path of the readiness endpoint under ``prefix``.
+        liveness_path: Path of the liveness endpoint under ``prefix``.
+        timeout: Seconds a check may take before it counts as UNHEALTHY; None waits.
+        include_in_schema: Show the endpoints in the OpenAPI schema.
+        tags: OpenAPI tags.
+
+    Returns:
+        The router, for ``app.include_router(health_router())``.
+    """
+    checked = names or ("default",)
+    router = APIRouter(prefix=prefix, tags=list(tags), include_in_schema=include_in_schema)
+    documented = {
+        "content": {HEALTH_MEDIA_TYPE: {"schema": {"type": "object"}}},
+    }
+
+    @router.get(
+        readiness_path,
+        response_class=HealthJSONResponse,
+        responses={
+            200: {"description": "Every database is healthy or degraded", **documented},
+            503: {"description": "A database is unhealthy", **documented},
+        },
+        summary="Readiness: can this instance serve requests?",
+    )
+    async def readiness(request: Request) -> HealthJSONResponse:
+        results: list[HealthResult | None] = [None] * len(checked)
+
+        async def run(index: int, name: str) -> None:
+            results[index] = await _check(request, name, timeout)
+
+        async with anyio.create_task_group() as group:
+            for index, name in enumerate(checked):
+                group.start_soon(run, index, name)
+        done = [
+            (name, result)
+            for name, result in zip(checked, results, strict=True)
+            if result is not None
+        ]
+        unhealthy = any(result.status is HealthStatus.UNHEALTHY for _, result in done)
+        return HealthJSONResponse(
+            render_health(done), status_code=503 if unhealthy else 200, headers=_HEADERS
+        )
+
+    @router.get(
+        liveness_path,
+        response_class=HealthJSONResponse,
+        responses={200: {"description": "The process is running", **documented}},
+        summary="Liveness: is the process running? (never touches a database)",
+    )
+    async def liveness() -> HealthJSONResponse:
+        return HealthJSONResponse(
+            {"status": "pass", "description": "the process is running"}, headers=_HEADERS
+        )
+
+    return router

@@ -1,0 +1,188 @@
+"""Readiness follows the database down and back up; liveness never looks at it.
+
+The database is a throwaway PostgreSQL cluster of our own (``LocalPostgresCluster`` of the testing
+package), stopped and started again here: the machine's shared server is used by other tests at
+the same time and must not be touched.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from structum_lab.plugins.database import set_database
+from structum_lab.plugins.database.fastapi import (
+    AsyncDbConnection,
+    DbConnection,
+    TransactionMiddleware,
+    database_lifespan,
+    health_router,
+)
+from structum_lab.plugins.database.registry import clear_databases
+from structum_lab.plugins.database.testing import ClusterError, LocalPostgresCluster
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "s3cret-Pa55"  # trust authentication ignores it; it must never be shown
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalPostgresCluster]:
+    try:
+        server = LocalPostgresCluster()
+    except ClusterError as exc:
+        if os.environ.get("STRUCTUM_TEST_REQUIRE_DB") == "1":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def pg_ctl(cluster: LocalPostgresCluster, *args: str) -> None:
+    """Run pg_ctl on the cluster as the account owning its data (PostgreSQL refuses root)."""
+    assert cluster.dir is not None
+    owner = os.stat(cluster.data_dir)
+    as_owner: dict[str, Any] = {}
+    if os.geteuid() == 0:
+        as_owner = {"user": owner.st_uid, "group": owner.st_gid, "extra_groups": []}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    subprocess.run(
+        [str(cluster.bindir / "pg_ctl"), *args, "-D", str(cluster.data_dir), "-w", "-s"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+        cwd=cluster.dir,
+        env=env,
+        **as_owner,
+    )
+
+
+def stop_server(cluster: LocalPostgresCluster) -> None:
+    pg_ctl(cluster, "stop", "-m", "fast")
+
+
+def start_server(cluster: LocalPostgresCluster) -> None:
+    assert cluster.dir is not None
+    options = (
+        f"-p {cluster.port} -c listen_addresses=127.0.0.1 "
+        f"-c unix_socket_directories={cluster.socket_dir}"
+    )
+    pg_ctl(cluster, "start", "-l", str(cluster.dir / "server.log"), "-o", options)
+
+
+def make_db(kind: str, url: str) -> Any:
+    from structum_lab.plugins.database import (
+        AsyncPostgresDatabase,
+        AsyncSQLAlchemyDatabase,
+        PostgresDatabase,
+        SQLAlchemyDatabase,
+    )
+
+    connect = {"connect_timeout": 2}
+    if kind == "sqlalchemy":
+        return SQLAlchemyDatabase(url, pool_size=2, pool_timeout=2, connect_args=connect)
+    if kind == "sqlalchemy-async":
+        return AsyncSQLAlchemyDatabase(url, pool_size=2, pool_timeout=2, connect_args=connect)
+    if kind == "psycopg":
+        return PostgresDatabase(url, pool_size=2, min_size=1, timeout=2, connect_args=connect)
+    return AsyncPostgresDatabase(url, pool_size=2, min_size=1, timeout=2, connect_args=connect)
+
+
+@pytest.fixture
+def registry() -> Iterator[None]:
+    registered = clear_databases()
+    try:
+        yield
+    finally:
+        clear_databases()
+        for name, db in registered.items():
+            set_database(db, name)
+
+
+def build_app(db: Any, kind: str) -> FastAPI:
+    app = FastAPI(lifespan=database_lifespan(db))
+    app.add_middleware(TransactionMiddleware)
+    app.include_router(health_router(timeout=5))
+    if kind.endswith("-async"):
+
+        @app.get("/one")
+        async def one_async(conn: AsyncDbConnection) -> int:
+            return int(await (await conn.execute("SELECT 1")).scalar())
+
+    else:
+
+        @app.get("/one")
+        def one(conn: DbConnection) -> int:
+            return int(conn.execute("SELECT 1").scalar())
+
+    return app
+
+
+def wait_ready(client: TestClient, seconds: float) -> tuple[int, float]:
+    started = time.perf_counter()
+    while True:
+        status = client.get("/health/ready").status_code
+        elapsed = time.perf_counter() - started
+        if status == 200 or elapsed > seconds:
+            return status, elapsed
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("kind", ["sqlalchemy", "psycopg", "sqlalchemy-async", "psycopg-async"])
+def test_readiness_follows_the_database_down_and_up(
+    cluster: LocalPostgresCluster, kind: str, registry: None
+) -> None:
+    url = cluster.url.replace("postgres@", f"postgres:{PASSWORD}@", 1)
+    db = make_db(kind, url)
+    app = build_app(db, kind)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            ready = client.get("/health/ready")
+            assert ready.status_code == 200
+            assert ready.headers["content-type"] == "application/health+json"
+            assert ready.json()["status"] == "pass"
+            check = ready.json()["checks"]["database:responseTime"][0]
+            assert check["componentType"] == "datastore"
+            assert check["observedUnit"] == "ms"
+            assert client.get("/one").json() == 1
+
+            stop_server(cluster)
+            started = time.perf_counter()
+            down = client.get("/health/ready")
+            took = time.perf_counter() - started
+            assert down.status_code == 503
+            assert down.headers["content-type"] == "application/health+json"
+            body = down.json()
+            assert body["status"] == "fail"
+            assert body["checks"]["database:responseTime"][0]["status"] == "fail"
+            assert PASSWORD not in down.text
+            assert took < 5.0, f"readiness took {took:.2f}s to answer"
+            # Liveness is about the process: a database outage must not get it restarted.
+            live = client.get("/health/live")
+            assert live.status_code == 200
+            assert live.json() == {"status": "pass", "description": "the process is running"}
+            assert client.get("/one").status_code >= 500
+
+            start_server(cluster)
+            status, recovered = wait_ready(client, 20.0)
+            assert status == 200, f"still unready {recovered:.1f}s after the restart"
+            assert client.get("/one").json() == 1
+            assert PASSWORD not in client.get("/health/ready").text
+            assert db.get_pool_info()["checked_out"] == 0
+            print(f"{kind}: 503 in {took * 1000:.0f}ms, ready again in {recovered:.2f}s")
+    finally:
+        # Leave the server up for the next parameter, whatever happened.
+        try:
+            pg_ctl(cluster, "status")
+        except subprocess.CalledProcessError:
+            start_server(cluster)
