@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from typing_extensions import Self
-
 import sqlalchemy.exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from typing_extensions import Self
+
 from structum_lab.plugins.database.base import AsyncDatabaseBase, logger
 from structum_lab.plugins.database.errors import DatabaseClosedError
 from structum_lab.plugins.database.interfaces import AsyncConnection, AsyncResult, Params

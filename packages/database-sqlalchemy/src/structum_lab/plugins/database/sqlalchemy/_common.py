@@ -19,6 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, CursorResult, Engine, make_url
 from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolResetState, QueuePool, StaticPool
 from sqlalchemy.pool.base import ConnectionPoolEntry, PoolProxiedConnection
+
 from structum_lab.plugins.database.base import DatabaseState, logger
 from structum_lab.plugins.database.errors import (
     ConfigurationError,

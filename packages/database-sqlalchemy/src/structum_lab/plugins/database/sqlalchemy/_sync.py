@@ -6,11 +6,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from typing_extensions import Self
-
 import sqlalchemy
 import sqlalchemy.exc as sa_exc
 from sqlalchemy.orm import Session
+from typing_extensions import Self
+
 from structum_lab.plugins.database.base import SyncDatabaseBase, logger
 from structum_lab.plugins.database.errors import DatabaseClosedError
 from structum_lab.plugins.database.interfaces import Connection, Params, Result
