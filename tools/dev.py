@@ -94,10 +94,16 @@ def cmd_lint(args: list[str]) -> int:
 
 
 def cmd_typecheck(args: list[str]) -> int:
-    """Mypy --strict over every package's sources and tests."""
-    paths = [str(p) for p in sorted(ROOT.glob("packages/*/src"))]
-    paths += [str(p) for p in sorted(ROOT.glob("packages/*/tests"))]
-    return run(PY, "-m", "mypy", *paths, *args)
+    """Mypy --strict over every package's sources, then each test folder on its own.
+
+    Test folders are separate runs because each may have its own ``conftest.py`` (one module name).
+    """
+    sources = [str(p) for p in sorted(ROOT.glob("packages/*/src"))]
+    status = run(PY, "-m", "mypy", *sources, *args)
+    tests = sorted(ROOT.glob("packages/*/tests")) + [ROOT / "tests-integration"]
+    for folder in tests:
+        status = run(PY, "-m", "mypy", str(folder.relative_to(ROOT)), *args) or status
+    return status
 
 
 def cmd_bench(args: list[str]) -> int:
