@@ -1,0 +1,480 @@
+"""``AsyncPostgresDatabase``: the asyncio twin, over ``psycopg_pool.AsyncConnectionPool``.
+
+It mirrors ``_sync.py`` call for call; everything that does not wait on the network is shared in
+``_common.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from itertools import chain
+from types import TracebackType
+from typing import Any, ClassVar, cast
+
+import psycopg
+from psycopg import AsyncPipeline
+from psycopg.rows import DictRow
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+from typing_extensions import Self
+
+from structum_lab.plugins.database.base import AsyncDatabaseBase
+from structum_lab.plugins.database.errors import DatabaseError
+from structum_lab.plugins.database.interfaces import AsyncConnection, AsyncResult, Params, Row
+from structum_lab.plugins.database.results import AsyncBufferedResult
+
+from ._common import (
+    IDLE,
+    INERROR,
+    PUBLIC_MODULE,
+    ConnectMonitor,
+    PostgresCommon,
+    TxPlan,
+    logger,
+    plan_query,
+    prepare_query,
+    reorder,
+    returned_error,
+    savepoint_name,
+    tx_plan,
+)
+
+__all__ = ["AsyncPostgresConnection", "AsyncPostgresDatabase", "AsyncPostgresResult"]
+
+
+class _RawAsyncConnection(psycopg.AsyncConnection[DictRow]):
+    """psycopg's async connection, remembering when it was last returned and reporting connects."""
+
+    _structum_idle_since: float = 0.0
+    _structum_monitor: ClassVar[ConnectMonitor]
+
+    @classmethod
+    async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+        try:
+            conn = await super().connect(conninfo, **kwargs)
+        except Exception as exc:
+            cls._structum_monitor.failed(exc)
+            raise
+        cls._structum_monitor.ok()
+        conn._structum_idle_since = time.monotonic()
+        return conn
+
+
+class AsyncPostgresResult(AsyncResult):
+    """The result of one statement, read from psycopg's async cursor (rows are dicts)."""
+
+    __module__ = PUBLIC_MODULE
+    __slots__ = ("_conn", "_cur")
+
+    def __init__(self, cur: psycopg.AsyncCursor[DictRow], conn: AsyncPostgresConnection) -> None:
+        self._cur = cur
+        self._conn = conn
+
+    @property
+    def rowcount(self) -> int:
+        """Rows affected (or returned).
+
+        Raises:
+            DatabaseError: In a pipelined transaction before the result arrived; read the result
+                or ``await conn.sync()`` first (a property cannot wait).
+        """
+        cur = self._cur
+        if cur.pgresult is None and self._conn._pipeline is not None:
+            raise DatabaseError(
+                "rowcount is not known yet in a pipelined transaction; await conn.sync() or "
+                "read the result first"
+            )
+        return cur.rowcount
+
+    async def fetchone(self) -> Row | None:
+        """Return the next row, or None when there are no more."""
+        try:
+            return await self._cur.fetchone()
+        except psycopg.Error as exc:
+            raise self._conn._db._translate(exc, self._cur.connection) from exc
+
+    async def fetchmany(self, size: int | None = None) -> list[Row]:
+        """Return up to ``size`` further rows (the cursor's arraysize when None)."""
+        try:
+            return await self._cur.fetchmany(size or 0)
+        except psycopg.Error as exc:
+            raise self._conn._db._translate(exc, self._cur.connection) from exc
+
+    async def fetchall(self) -> list[Row]:
+        """Return every remaining row."""
+        try:
+            return await self._cur.fetchall()
+        except psycopg.Error as exc:
+            raise self._conn._db._translate(exc, self._cur.connection) from exc
+
+    def __repr__(self) -> str:
+        return f"<AsyncPostgresResult rowcount={self._cur.rowcount}>"
+
+
+class AsyncPostgresConnection(AsyncConnection):
+    """A pooled psycopg async connection inside a transaction (see :class:`AsyncConnection`).
+
+    ``raw`` is the underlying ``psycopg.AsyncConnection`` for driver-specific work; it must not
+    be closed or kept after the transaction ends.
+    """
+
+    __module__ = PUBLIC_MODULE
+
+    def __init__(self, db: AsyncPostgresDatabase, raw: _RawAsyncConnection) -> None:
+        self._db = db
+        self._raw: _RawAsyncConnection | None = raw
+        self._last_result: AsyncPostgresResult | None = None
+        self._pipeline: AsyncPipeline | None = None
+        self._pipeline_cm: AbstractAsyncContextManager[AsyncPipeline] | None = None
+        self._restore = False
+        self._begin_sql = b"BEGIN"  # re-issued after commit()/rollback() in a pipeline
+        self._savepoints = 0
+
+    @property
+    def raw(self) -> psycopg.AsyncConnection[DictRow]:
+        """The psycopg connection (while this connection is checked out)."""
+        if self._raw is None:
+            raise returned_error()
+        return self._raw
+
+    @property
+    def pipelined(self) -> bool:
+        """True inside ``transaction(pipeline=True)``."""
+        return self._pipeline is not None
+
+    @property
+    def last_result(self) -> AsyncPostgresResult | None:
+        """The result of the last ``execute()``."""
+        return self._last_result
+
+    async def execute(self, sql: str, params: Params = None) -> AsyncPostgresResult:
+        """Run one statement (see :meth:`PostgresConnection.execute`)."""
+        raw = self._raw
+        if raw is None:
+            raise returned_error()
+        if params is not None:
+            sql, params = prepare_query(sql, params)
+        db = self._db
+        if db.echo:
+            db._log_statement(sql, params)
+        cur = raw.cursor()
+        try:
+            await cur.execute(sql, params)
+        except psycopg.Error as exc:
+            raise db._translate(exc, raw) from exc
+        result = self._last_result = AsyncPostgresResult(cur, self)
+        return result
+
+    async def executemany(self, sql: str, params_seq: Iterable[Params]) -> AsyncResult:
+        """Run one statement per parameter set (psycopg batches them in a pipeline)."""
+        raw = self._raw
+        if raw is None:
+            raise returned_error()
+        rows = iter(params_seq)
+        first = next(rows, None)
+        if first is None:
+            return AsyncBufferedResult((), rowcount=0)
+        query, order = plan_query(sql, first)
+        batch: Iterable[Any] = chain((first,), rows)
+        if order is not None:
+            batch = (reorder(p, order) for p in batch)
+        db = self._db
+        if db.echo:
+            db._log_statement(query, "(executemany)")
+        cur = raw.cursor()
+        try:
+            await cur.executemany(query, batch)
+        except psycopg.Error as exc:
+            raise db._translate(exc, raw) from exc
+        result = self._last_result = AsyncPostgresResult(cur, self)
+        return result
+
+    async def sync(self) -> None:
+        """In a pipelined transaction, send what is queued and wait for every result."""
+        if self._pipeline is None or self._raw is None:
+            return
+        try:
+            await self._pipeline.sync()
+        except psycopg.Error as exc:
+            raise self._db._translate(exc, self._raw) from exc
+
+    async def commit(self) -> None:
+        """Commit; the next statement starts a new transaction."""
+        raw = self.raw
+        try:
+            await raw.commit()
+            if self._pipeline is not None:  # pipelined: the connection is in autocommit mode
+                await raw.cursor().execute(self._begin_sql, prepare=False)
+        except psycopg.Error as exc:
+            raise self._db._translate(exc, raw) from exc
+
+    async def rollback(self) -> None:
+        """Roll back the current transaction."""
+        raw = self.raw
+        try:
+            await raw.rollback()
+            if self._pipeline is not None:
+                await raw.cursor().execute(self._begin_sql, prepare=False)
+        except psycopg.Error as exc:
+            raise self._db._translate(exc, raw) from exc
+
+    async def close(self) -> None:
+        """Roll back anything uncommitted and give the connection back (idempotent)."""
+        if self._raw is not None:
+            await self._db._end(self, commit=False)
+
+    async def _command(self, sql: str) -> None:
+        raw = self.raw
+        try:
+            await raw.execute(sql, prepare=False)
+        except psycopg.Error as exc:
+            raise self._db._translate(exc, raw) from exc
+
+    def savepoint(self, name: str | None = None) -> AbstractAsyncContextManager[Self]:
+        """A SAVEPOINT (see :meth:`PostgresConnection.savepoint`)."""
+        self._savepoints += 1
+        return self._savepoint(savepoint_name(name, self._savepoints))
+
+    @asynccontextmanager
+    async def _savepoint(self, name: str) -> AsyncIterator[Self]:
+        await self._command(f"SAVEPOINT {name}")
+        try:
+            yield self
+            await self.sync()
+        except BaseException:
+            raw = self._raw
+            if raw is not None and not raw.broken:
+                try:
+                    if self._pipeline is not None:
+                        await self._pipeline.sync()
+                except psycopg.Error:
+                    pass  # the error being re-raised below is the one that matters
+                try:
+                    await raw.execute(f"ROLLBACK TO SAVEPOINT {name}", prepare=False)
+                except psycopg.Error as exc:
+                    logger.debug("rollback to savepoint %s failed: %s", name, exc)
+            raise
+        await self._command(f"RELEASE SAVEPOINT {name}")
+
+    def __repr__(self) -> str:
+        state = "returned" if self._raw is None else "checked out"
+        return f"<AsyncPostgresConnection {self._db.url!r} {state}>"
+
+
+class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConnection]):
+    """PostgreSQL through psycopg 3 and ``psycopg_pool.AsyncConnectionPool`` (asyncio).
+
+    Takes the same arguments as :class:`PostgresDatabase`. The pool opens inside the running
+    event loop: on first use, in ``async with db:``, or with ``await db.open()`` (``open`` is
+    accepted for symmetry and ignored: there is no loop to open it in at construction).
+    """
+
+    __module__ = PUBLIC_MODULE
+
+    _pool: AsyncConnectionPool[_RawAsyncConnection]
+
+    def _create_pool(self, *, open_now: bool) -> AsyncConnectionPool[_RawAsyncConnection]:
+        raw_class = cast(
+            "type[_RawAsyncConnection]",
+            type(
+                "AsyncPostgresRawConnection",
+                (_RawAsyncConnection,),
+                {"_structum_monitor": self._monitor},
+            ),
+        )
+        # psycopg_pool deprecates opening an async pool in its constructor: open it later.
+        return AsyncConnectionPool(**self._pool_arguments(raw_class), open=False)
+
+    async def open(self) -> None:
+        """Open the pool in the running loop now (otherwise the first transaction does)."""
+        self._check_open()
+        if not self._pool_open:
+            await self._pool.open()
+            self._pool_open = True
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+
+    # -- checkout and return -----------------------------------------------------------------
+    async def _checkout(self) -> _RawAsyncConnection:
+        if not self._pool_open:
+            await self.open()
+        pool = self._pool
+        try:
+            raw = await pool.getconn()
+        except PoolTimeout as exc:
+            error, cause = self._acquire_error(exc)
+            raise error from cause
+        except PoolClosed as exc:
+            raise self._closed_pool_error() from exc
+        if self.pool_pre_ping and self._stale(raw):
+            raw = await self._validated(raw)
+        self._out.add(raw)
+        return raw
+
+    async def _validated(self, raw: _RawAsyncConnection) -> _RawAsyncConnection:
+        """Ping ``raw``; replace it (within the pool timeout) while the ones we get are dead."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                await raw.set_autocommit(True)
+                try:
+                    await raw.execute("")
+                finally:
+                    await raw.set_autocommit(False)
+                return raw
+            except psycopg.Error as exc:
+                logger.info("discarding a dead pooled connection of %s: %s", self.url, exc)
+                self._mark_suspect()
+                await raw.close()
+                await self._pool.putconn(raw)  # the pool drops it and opens a replacement
+            except BaseException:
+                # Cancelled (or interrupted) mid-ping: the connection's state is unknown, but it
+                # must still go back to the pool, which replaces it.
+                await raw.close()
+                await self._pool.putconn(raw)
+                raise
+            try:
+                raw = await self._pool.getconn(timeout=max(deadline - time.monotonic(), 0.001))
+            except PoolTimeout as exc:
+                error, cause = self._acquire_error(exc)
+                raise error from cause
+            except PoolClosed as exc:
+                raise self._closed_pool_error() from exc
+
+    async def _release(self, conn: AsyncPostgresConnection, raw: _RawAsyncConnection) -> None:
+        try:
+            if conn._restore:
+                await raw.set_autocommit(False)
+                await raw.set_isolation_level(None)
+                await raw.set_read_only(None)
+        except Exception as exc:
+            # A connection whose settings cannot be reset must not serve anyone else.
+            logger.info("closing a connection that could not be reset: %s", exc)
+            await raw.close()
+        raw._structum_idle_since = time.monotonic()
+        self._out.discard(raw)
+        await self._pool.putconn(raw)
+
+    # -- AsyncDatabaseBase hooks -------------------------------------------------------------
+    async def _begin(self, **options: Any) -> AsyncPostgresConnection:
+        plan = tx_plan(options) if options else None
+        raw = await self._checkout()
+        conn = AsyncPostgresConnection(self, raw)
+        if plan is not None:
+            try:
+                await self._apply(conn, raw, plan)
+            except BaseException:
+                await self._end(conn, commit=False)
+                raise
+        return conn
+
+    async def _apply(
+        self, conn: AsyncPostgresConnection, raw: _RawAsyncConnection, plan: TxPlan
+    ) -> None:
+        conn._restore = True
+        if plan.pipeline:
+            # An explicit, queued BEGIN on an autocommit connection (see the sync twin).
+            await raw.set_autocommit(True)
+            cm = raw.pipeline()
+            conn._pipeline = await cm.__aenter__()
+            conn._pipeline_cm = cm
+            conn._begin_sql = plan.begin_sql
+            await raw.cursor().execute(plan.begin_sql, prepare=False)
+        else:
+            if plan.isolation is not None:
+                await raw.set_isolation_level(plan.isolation)
+            if plan.read_only:
+                await raw.set_read_only(True)
+        if plan.timeout_sql is not None:
+            await conn._command(plan.timeout_sql)
+
+    async def _end(self, conn: AsyncPostgresConnection, *, commit: bool) -> None:
+        raw = conn._raw
+        if raw is None:
+            return  # already given back (close() inside the block)
+        conn._raw = None
+        try:
+            if conn._pipeline_cm is not None:
+                await self._end_pipeline(conn, raw, commit=commit)
+            elif commit:
+                if raw.pgconn.transaction_status == INERROR:
+                    await self._rollback_quietly(raw)
+                    raise self._aborted_error()
+                try:
+                    await raw.commit()
+                except psycopg.Error as exc:
+                    await self._rollback_quietly(raw)
+                    raise self._translate(exc, raw) from exc
+            else:
+                await self._rollback_quietly(raw)
+        finally:
+            await self._release(conn, raw)
+
+    async def _end_pipeline(
+        self, conn: AsyncPostgresConnection, raw: _RawAsyncConnection, *, commit: bool
+    ) -> None:
+        cm = conn._pipeline_cm
+        assert cm is not None
+        conn._pipeline_cm = conn._pipeline = None
+        error: psycopg.Error | None = None
+        # COMMIT/ROLLBACK leaves with the pipeline's final Sync: one round trip (see the sync twin).
+        try:
+            await raw.cursor().execute(b"COMMIT" if commit else b"ROLLBACK", prepare=False)
+        except psycopg.Error as exc:
+            error = exc
+        try:
+            await cm.__aexit__(None, None, None)
+        except psycopg.Error as exc:
+            error = error or exc
+        if raw.pgconn.transaction_status != IDLE:
+            await self._rollback_quietly(raw)
+        if commit and error is not None:
+            raise self._translate(error, raw) from error
+
+    @staticmethod
+    async def _rollback_quietly(raw: _RawAsyncConnection) -> None:
+        # A failing rollback must not mask the exception already on its way out; a connection
+        # still left in a transaction is rolled back (or dropped) by the pool on putconn().
+        try:
+            await raw.rollback()
+        except psycopg.Error as exc:
+            logger.debug("rollback failed: %s", exc)
+
+    async def _probe(self) -> None:
+        raw = await self._checkout()
+        try:
+            await raw.set_autocommit(True)
+            try:
+                await raw.execute("SELECT 1")
+            finally:
+                await raw.set_autocommit(False)
+        except psycopg.Error as exc:
+            raise self._translate(exc, raw) from exc
+        finally:
+            raw._structum_idle_since = time.monotonic()
+            self._out.discard(raw)
+            await self._pool.putconn(raw)
+
+    # -- public API --------------------------------------------------------------------------
+    async def get_connection(self) -> AsyncPostgresConnection:
+        """Check out a connection; the caller must commit/rollback and ``await conn.close()``."""
+        self._check_open()
+        return await self._begin()
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        """Close the pool: idle connections now, checked-out ones when they come back."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._pool.close(timeout=timeout)

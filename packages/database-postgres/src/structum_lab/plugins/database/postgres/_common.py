@@ -1,0 +1,526 @@
+"""What PostgresDatabase and AsyncPostgresDatabase share: settings, state and checks.
+
+psycopg_pool keeps the logic of its sync and async pools in one place; we do the same: everything
+that does not wait on the network lives here once (settings, URL checks, parameter conversion,
+transaction options, idle validation policy, error translation, pool statistics). The twins in
+``_sync.py`` and ``_async.py`` only sequence the I/O calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple
+
+import psycopg
+from psycopg import IsolationLevel
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
+from psycopg_pool.base import BasePool
+
+from structum_lab.plugins.database.base import DatabaseState
+from structum_lab.plugins.database.errors import (
+    ConfigurationError,
+    DatabaseClosedError,
+    DatabaseError,
+    QueryError,
+)
+from structum_lab.plugins.database.health import HealthThresholds
+from structum_lab.plugins.database.params import convert_dollar_numeric, convert_named
+from structum_lab.plugins.database.secrets import mask_url, redact
+
+__all__ = [
+    "IDLE",
+    "INERROR",
+    "PUBLIC_MODULE",
+    "ConnectMonitor",
+    "PostgresCommon",
+    "TxPlan",
+    "plan_query",
+    "prepare_query",
+    "tx_plan",
+]
+
+PUBLIC_MODULE = "structum_lab.plugins.database.postgres"
+
+logger = logging.getLogger("structum_lab.plugins.database.postgres")
+
+IDLE = TransactionStatus.IDLE
+INERROR = TransactionStatus.INERROR
+
+# --------------------------------------------------------------------------------------------
+# Parameters
+# --------------------------------------------------------------------------------------------
+
+# sql -> sql for mappings; sql -> (sql, order) for sequences. Plain dicts: the hot path of a
+# repeated statement is one lookup. Bounded by clearing, which only costs re-conversion.
+_MAPPING_SQL: dict[str, str] = {}
+_SEQUENCE_SQL: dict[str, tuple[str, tuple[int, ...] | None]] = {}
+_CACHE_LIMIT = 4096
+
+
+def _mapping_sql(sql: str) -> str:
+    converted = _MAPPING_SQL.get(sql)
+    if converted is None:
+        # psycopg's own %(name)s passes through untouched; anything else is portable :name SQL,
+        # whose literal % signs must be doubled for psycopg.
+        converted = sql if "%(" in sql else convert_named(sql, "pyformat").sql
+        if len(_MAPPING_SQL) >= _CACHE_LIMIT:
+            _MAPPING_SQL.clear()
+        _MAPPING_SQL[sql] = converted
+    return converted
+
+
+def _sequence_sql(sql: str) -> tuple[str, tuple[int, ...] | None]:
+    entry = _SEQUENCE_SQL.get(sql)
+    if entry is None:
+        converted = convert_dollar_numeric(sql) if "$" in sql else None
+        if converted is None or not converted.names:
+            entry = (sql, None)  # psycopg's own %s
+        else:
+            order = tuple(int(n) for n in converted.names)
+            # $1, $2, ... in order needs no rearranging of the caller's sequence.
+            entry = (converted.sql, None if order == tuple(range(len(order))) else order)
+        if len(_SEQUENCE_SQL) >= _CACHE_LIMIT:
+            _SEQUENCE_SQL.clear()
+        _SEQUENCE_SQL[sql] = entry
+    return entry
+
+
+def plan_query(sql: Any, params: Any) -> tuple[Any, tuple[int, ...] | None]:
+    """Return ``(sql for psycopg, order)`` for ``params``' kind; ``order`` rearranges a sequence.
+
+    ``%s`` / ``%(name)s`` pass through; ``:name`` with a mapping and ``$1`` with a sequence are
+    rewritten. Non-string queries (``psycopg.sql.SQL``, bytes) are psycopg's business.
+    """
+    if type(sql) is not str:
+        return sql, None
+    kind = type(params)
+    if kind is dict:
+        return _mapping_sql(sql), None
+    if kind is tuple or kind is list:
+        return _sequence_sql(sql)
+    if isinstance(params, Mapping):
+        return _mapping_sql(sql), None
+    if isinstance(params, Sequence) and not isinstance(params, (str, bytes)):
+        return _sequence_sql(sql)
+    raise TypeError(
+        f"query parameters must be a mapping (for :name or %(name)s) or a sequence "
+        f"(for %s or $1), got {type(params).__name__}"
+    )
+
+
+def reorder(params: Any, order: tuple[int, ...]) -> list[Any]:
+    """Arrange ``params`` for ``$n`` placeholders that psycopg sees as ``%s`` in SQL order."""
+    try:
+        return [params[i] for i in order]
+    except IndexError:
+        raise QueryError(
+            f"the statement uses ${max(order) + 1} but only {len(params)} parameters were given"
+        ) from None
+
+
+def prepare_query(sql: Any, params: Any) -> tuple[Any, Any]:
+    """Return the statement and parameters to hand to psycopg (``params`` may be None)."""
+    if params is None:
+        return sql, None
+    query, order = plan_query(sql, params)
+    if order is not None:
+        params = reorder(params, order)
+    return query, params
+
+
+# --------------------------------------------------------------------------------------------
+# Transaction options
+# --------------------------------------------------------------------------------------------
+
+_ISOLATION_LEVELS = {
+    "READ UNCOMMITTED": IsolationLevel.READ_UNCOMMITTED,
+    "READ COMMITTED": IsolationLevel.READ_COMMITTED,
+    "REPEATABLE READ": IsolationLevel.REPEATABLE_READ,
+    "SERIALIZABLE": IsolationLevel.SERIALIZABLE,
+}
+_TX_OPTIONS = ("isolation_level", "read_only", "timeout", "pipeline")
+
+
+class TxPlan(NamedTuple):
+    """What ``transaction(**options)`` asks of a fresh connection."""
+
+    isolation: IsolationLevel | None
+    read_only: bool
+    timeout_sql: str | None
+    pipeline: bool
+
+    @property
+    def begin_sql(self) -> bytes:
+        """The explicit BEGIN of a pipelined transaction (options included)."""
+        sql = "BEGIN"
+        if self.isolation is not None:
+            sql += " ISOLATION LEVEL " + self.isolation.name.replace("_", " ")
+        if self.read_only:
+            sql += " READ ONLY"
+        return sql.encode()
+
+
+def _isolation(value: Any) -> IsolationLevel | None:
+    if value is None or isinstance(value, IsolationLevel):
+        return value
+    key = " ".join(str(value).replace("_", " ").replace("-", " ").upper().split())
+    try:
+        return _ISOLATION_LEVELS[key]
+    except KeyError:
+        allowed = ", ".join(repr(k) for k in _ISOLATION_LEVELS)
+        raise ValueError(f"unknown isolation_level {value!r}; use one of {allowed}") from None
+
+
+def tx_plan(options: Mapping[str, Any]) -> TxPlan:
+    """Check ``transaction()`` options before any connection is checked out.
+
+    Raises:
+        TypeError: An option this backend does not know.
+        ValueError: A value out of range (an unknown isolation level, a timeout <= 0).
+    """
+    unknown = set(options) - set(_TX_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"unknown transaction option(s) {', '.join(sorted(unknown))}; PostgreSQL "
+            f"transactions accept {', '.join(_TX_OPTIONS)}"
+        )
+    timeout = options.get("timeout")
+    timeout_sql = None
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        timeout_sql = f"SET LOCAL statement_timeout = {max(1, round(timeout * 1000))}"
+    return TxPlan(
+        _isolation(options.get("isolation_level")),
+        bool(options.get("read_only")),
+        timeout_sql,
+        bool(options.get("pipeline")),
+    )
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def savepoint_name(name: str | None, counter: int) -> str:
+    """A savepoint name: ``structum_sp_<n>`` by default, else a checked identifier."""
+    if name is None:
+        return f"structum_sp_{counter}"
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(
+            f"savepoint name {name!r} must be a plain identifier (letters, digits, underscore)"
+        )
+    return name
+
+
+def returned_error() -> DatabaseError:
+    """The error for using a connection after it went back to the pool."""
+    return DatabaseError(
+        "this connection was already given back to the pool (its transaction() block ended or "
+        "close() was called); open a new transaction() or get_connection()"
+    )
+
+
+def no_rows_error(exc: BaseException) -> QueryError | None:
+    """A clear error for fetching from a statement that returned no rows, else None."""
+    if isinstance(exc, psycopg.ProgrammingError) and "didn't produce" in str(exc):
+        return QueryError(
+            "the statement returned no rows to fetch; only SELECT, VALUES, SHOW and statements "
+            "with RETURNING produce rows"
+        )
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Connection attempts
+# --------------------------------------------------------------------------------------------
+
+
+class ConnectMonitor:
+    """Remembers whether the pool's latest connection attempt failed, and why.
+
+    The pool connects in background workers; when a caller's wait for a connection times out this
+    tells a database that cannot be reached (``DatabaseUnavailableError``) from an exhausted pool
+    (``PoolTimeoutError``).
+    """
+
+    __slots__ = ("last_error",)
+
+    def __init__(self) -> None:
+        self.last_error: BaseException | None = None
+
+    def ok(self) -> None:
+        self.last_error = None
+
+    def failed(self, exc: BaseException) -> None:
+        self.last_error = exc
+
+
+# --------------------------------------------------------------------------------------------
+# The shared database state
+# --------------------------------------------------------------------------------------------
+
+
+def normalize_url(url: str, owner: str) -> tuple[str, dict[str, Any]]:
+    """Return a libpq conninfo for ``url`` and its parsed parameters.
+
+    Accepts ``postgresql://``, ``postgres://``, SQLAlchemy-style ``postgresql+driver://`` (the
+    driver part is dropped) and libpq keyword strings (``host=... dbname=...``).
+
+    Raises:
+        ConfigurationError: Another database's URL, or one libpq cannot parse.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError(f"{owner} needs a PostgreSQL URL, got {url!r}", key="url")
+    text = url.strip()
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        base = scheme.split("+", 1)[0].lower()
+        if base not in ("postgresql", "postgres"):
+            raise ConfigurationError(
+                f"{owner} talks to PostgreSQL only and needs a postgresql:// URL, got "
+                f"{mask_url(text)!r}; for other databases use SQLAlchemyDatabase "
+                '(pip install "structum-database[sqlalchemy]")',
+                key="url",
+            )
+        text = f"postgresql://{rest}"
+    try:
+        params = conninfo_to_dict(text)
+    except psycopg.Error as exc:
+        raise ConfigurationError(
+            f"{owner}: invalid PostgreSQL URL {mask_url(text)!r}: {redact(str(exc))}",
+            key="url",
+        ) from None
+    return text, params
+
+
+class PostgresCommon(DatabaseState):
+    """Settings and checks of both PostgreSQL twins (the pool itself is made by each twin).
+
+    See :class:`PostgresDatabase` for the meaning of every argument.
+    """
+
+    backend_name = "postgresql (psycopg)"
+
+    # Keys of a shared database.toml written for SQLAlchemyDatabase, understood under our names.
+    config_aliases: ClassVar[dict[str, str]] = {
+        "pool_timeout": "timeout",
+        "pool_recycle": "max_lifetime",
+    }
+
+    _pool: BasePool
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        min_size: int = 2,
+        max_size: int | None = None,
+        max_overflow: int = 0,
+        timeout: float = 5.0,
+        max_lifetime: float = 3600.0,
+        max_idle: float = 600.0,
+        check_idle_seconds: float = 0.5,
+        pool_pre_ping: bool = True,
+        prepare_threshold: int | None = 5,
+        pgbouncer: bool = False,
+        application_name: str | None = "structum",
+        statement_timeout: float | None = None,
+        connect_args: Mapping[str, Any] | None = None,
+        echo: bool = False,
+        open: bool = True,
+        pool_use_lifo: bool = False,
+        name: str | None = None,
+        health_thresholds: HealthThresholds | Mapping[str, float] | None = None,
+    ) -> None:
+        owner = type(self).__name__
+        conninfo, url_params = normalize_url(url, owner)
+        if isinstance(health_thresholds, Mapping):
+            health_thresholds = HealthThresholds(**health_thresholds)
+        super().__init__(url, name=name, health_thresholds=health_thresholds)
+
+        def bad(key: str, must: str, value: Any) -> ConfigurationError:
+            return ConfigurationError(f"{owner}: {key} must be {must}, got {value!r}", key=key)
+
+        if pool_size < 1:
+            raise bad("pool_size", "at least 1", pool_size)
+        if max_overflow < 0:
+            raise bad("max_overflow", "0 or more", max_overflow)
+        if max_size is None:
+            max_size = pool_size + max_overflow
+        if max_size < 1:
+            raise bad("max_size", "at least 1", max_size)
+        if min_size < 0:
+            raise bad("min_size", "0 or more", min_size)
+        if timeout <= 0:
+            raise bad("timeout", "a number of seconds > 0", timeout)
+        if check_idle_seconds < 0:
+            raise bad("check_idle_seconds", "0 or more seconds", check_idle_seconds)
+        if max_idle <= 0:
+            raise bad("max_idle", "a number of seconds > 0", max_idle)
+        if prepare_threshold is not None and prepare_threshold < 0:
+            raise bad("prepare_threshold", "0 or more, or None to never prepare", prepare_threshold)
+        if statement_timeout is not None and statement_timeout <= 0:
+            raise bad("statement_timeout", "a number of seconds > 0, or None", statement_timeout)
+        if pgbouncer and statement_timeout is not None:
+            raise ConfigurationError(
+                f"{owner}: statement_timeout is a session setting, which PgBouncer in transaction "
+                "mode does not keep; set it on the role (ALTER ROLE ... SET statement_timeout) or "
+                "per transaction with transaction(timeout=...)",
+                key="statement_timeout",
+            )
+
+        self.pool_size = pool_size
+        # min_size never exceeds the maximum (a pool_size=1 database keeps the default min_size).
+        self.min_size = min(min_size, max_size)
+        self.max_size = max_size
+        self.timeout = float(timeout)
+        # SQLAlchemy's pool_recycle=-1 means "never"; psycopg_pool wants a positive lifetime.
+        self.max_lifetime = float(max_lifetime) if max_lifetime > 0 else float("inf")
+        self.max_idle = float(max_idle)
+        self.check_idle_seconds = float(check_idle_seconds)
+        self.pool_pre_ping = bool(pool_pre_ping)
+        self.pgbouncer = bool(pgbouncer)
+        self.prepare_threshold = None if pgbouncer else prepare_threshold
+        self.echo = bool(echo)
+        if self.echo and logger.level == logging.NOTSET:
+            logger.setLevel(logging.DEBUG)
+        if pool_use_lifo:
+            logger.debug(
+                "%s: pool_use_lifo is a SQLAlchemy pool setting; psycopg_pool shrinks unused "
+                "connections itself (max_idle) and ignores it",
+                owner,
+            )
+
+        kwargs: dict[str, Any] = dict(connect_args or {})
+        kwargs["autocommit"] = False
+        kwargs["row_factory"] = dict_row
+        kwargs["prepare_threshold"] = self.prepare_threshold
+        if application_name and "application_name" not in url_params:
+            kwargs.setdefault("application_name", application_name)
+        if "connect_timeout" not in url_params:
+            # libpq waits forever for an unresponsive host by default; the pool's workers must not.
+            kwargs.setdefault("connect_timeout", 10)
+        if statement_timeout is not None:
+            ms = max(1, round(statement_timeout * 1000))
+            existing = str(kwargs.get("options", url_params.get("options", "")))
+            kwargs["options"] = f"{existing} -c statement_timeout={ms}".strip()
+        self._conninfo = conninfo
+        self._connect_kwargs = kwargs
+
+        self._monitor = ConnectMonitor()
+        # Raw connections currently checked out (set.add/discard are atomic under the GIL).
+        self._out: set[Any] = set()
+        # Connections idle since before this instant are validated even inside the idle window:
+        # set when a connection is found dead, as a dead server kills every pooled connection.
+        self._suspect_before = 0.0
+        self._pool_open = False
+        self._pool = self._create_pool(open_now=open)
+
+    # -- hooks -------------------------------------------------------------------------------
+    @abstractmethod
+    def _create_pool(self, *, open_now: bool) -> BasePool:
+        """Build the twin's psycopg_pool pool (opening it now when ``open_now`` and possible)."""
+
+    def _pool_arguments(self, connection_class: type[Any]) -> dict[str, Any]:
+        return {
+            "conninfo": self._conninfo,
+            "connection_class": connection_class,
+            "kwargs": self._connect_kwargs,
+            "min_size": self.min_size,
+            "max_size": self.max_size,
+            "name": self.name,
+            "timeout": self.timeout,
+            "max_lifetime": self.max_lifetime,
+            "max_idle": self.max_idle,
+        }
+
+    # -- checks ------------------------------------------------------------------------------
+    def _stale(self, raw: Any) -> bool:
+        """True when ``raw`` must be validated before use (idle past the window, or suspect)."""
+        idle_since: float = raw._structum_idle_since
+        return (
+            time.monotonic() - idle_since > self.check_idle_seconds
+            or idle_since <= self._suspect_before
+        )
+
+    def _mark_suspect(self) -> None:
+        self._suspect_before = time.monotonic()
+
+    def _acquire_error(self, exc: BaseException) -> tuple[DatabaseError, BaseException]:
+        """Turn psycopg_pool's PoolTimeout into ours, or into "the database is unreachable".
+
+        Returns:
+            The error to raise and the exception to chain as its cause.
+        """
+        failure = self._monitor.last_error
+        if failure is not None:
+            return self._unavailable_error(failure), failure
+        return self._pool_timeout_error(self.timeout, self.get_pool_info()), exc
+
+    def _closed_pool_error(self) -> DatabaseClosedError:
+        return DatabaseClosedError(
+            f"the database {self.url!r} is shut down; create a new {type(self).__name__} "
+            "to connect again"
+        )
+
+    def _translate(self, exc: BaseException, raw: Any) -> DatabaseError:
+        """Map a psycopg error to the core hierarchy (the caller chains ``exc`` as the cause)."""
+        if isinstance(exc, DatabaseError):
+            return exc
+        sqlstate = getattr(exc, "sqlstate", None)
+        lost = raw is not None and (raw.closed or raw.broken)
+        if lost or (
+            sqlstate is not None and (sqlstate.startswith("08") or sqlstate in _GONE_SQLSTATES)
+        ):
+            self._mark_suspect()
+            return self._unavailable_error(exc)
+        if isinstance(exc, psycopg.errors.PipelineAborted):
+            return self._aborted_error()
+        missing = no_rows_error(exc)
+        if missing is not None:
+            return missing
+        return self._query_error(exc, sqlstate)
+
+    def _aborted_error(self) -> QueryError:
+        return QueryError(
+            "the transaction was aborted by an earlier error and has been rolled back; "
+            "catch errors inside a nested transaction() (a savepoint) to carry on after them",
+            sqlstate="25P02",
+        )
+
+    def _log_statement(self, sql: Any, params: Any) -> None:
+        logger.debug("%s %r", sql, params)
+
+    # -- statistics --------------------------------------------------------------------------
+    def get_pool_info(self) -> dict[str, Any]:
+        """Pool statistics.
+
+        Returns:
+            ``checked_out`` (held by callers), ``available`` (idle in the pool), ``total`` (open
+            or being opened), ``overflow`` (connections beyond ``pool_size``), ``max``, ``min``,
+            ``waiting`` (callers waiting for a connection), and ``stats``: psycopg_pool's own
+            ``get_stats()`` counters (``requests_num``, ``connections_errors``, ...).
+        """
+        stats = self._pool.get_stats()
+        total = stats.get("pool_size", 0) if self._pool_open and not self._closed else 0
+        return {
+            "checked_out": len(self._out),
+            "available": stats.get("pool_available", 0),
+            "total": total,
+            "overflow": max(0, total - self.pool_size),
+            "max": self.max_size,
+            "min": self.min_size,
+            "waiting": stats.get("requests_waiting", 0),
+            "stats": stats,
+        }
+
+
+# Operator intervention: the server is shutting down or terminated the backend.
+_GONE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
