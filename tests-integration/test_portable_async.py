@@ -145,6 +145,14 @@ async def test_rowcount(async_db: Any, table: str) -> None:
         assert none.rowcount == 0
 
 
+async def test_fetching_a_statement_without_rows_is_empty(async_db: Any, table: str) -> None:
+    async with async_db.transaction() as conn:
+        result = await conn.execute(f"UPDATE {table} SET qty = 1 WHERE name = :n", {"n": "zzz"})
+        assert await result.fetchone() is None
+        assert await result.fetchall() == []
+        assert await conn.fetchmany(3) == []
+
+
 async def test_insert_returning(async_db: Any, table: str) -> None:
     async with async_db.transaction() as conn:
         result = await conn.execute(

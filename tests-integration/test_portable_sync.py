@@ -130,6 +130,14 @@ def test_rowcount(sync_db: Any, table: str) -> None:
         assert none.rowcount == 0
 
 
+def test_fetching_a_statement_without_rows_is_empty(sync_db: Any, table: str) -> None:
+    with sync_db.transaction() as conn:
+        result = conn.execute(f"UPDATE {table} SET qty = 1 WHERE name = :n", {"n": "zzz"})
+        assert result.fetchone() is None
+        assert result.fetchall() == []
+        assert conn.fetchmany(3) == []
+
+
 def test_insert_returning(sync_db: Any, table: str) -> None:
     with sync_db.transaction() as conn:
         result = conn.execute(

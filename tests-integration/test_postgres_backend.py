@@ -95,9 +95,13 @@ def test_executemany_with_dollar_placeholders_out_of_order(
     assert _ids(db, table) == [1, 2, 3]
 
 
-def test_fetching_from_a_statement_without_rows_is_a_clear_error(db: PostgresDatabase) -> None:
-    with pytest.raises(QueryError, match="returned no rows"), db.transaction() as conn:
-        conn.execute("SET LOCAL work_mem = '8MB'").fetchone()
+def test_fetching_from_a_statement_without_rows_is_empty(db: PostgresDatabase) -> None:
+    # Portable behaviour (same as the SQLAlchemy backend and the mocks): nothing to fetch.
+    with db.transaction() as conn:
+        result = conn.execute("SET LOCAL work_mem = '8MB'")
+        assert result.fetchone() is None
+        assert result.fetchall() == []
+        assert conn.execute("SET LOCAL work_mem = '4MB'").fetchmany(5) == []
 
 
 # -- concurrency ---------------------------------------------------------------------------------

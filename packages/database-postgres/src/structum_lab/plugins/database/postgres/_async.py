@@ -31,6 +31,7 @@ from ._common import (
     ConnectMonitor,
     PostgresCommon,
     TxPlan,
+    is_no_rows,
     logger,
     plan_query,
     prepare_query,
@@ -92,6 +93,8 @@ class AsyncPostgresResult(AsyncResult):
         try:
             return await self._cur.fetchone()
         except psycopg.Error as exc:
+            if is_no_rows(exc):  # portable: a statement without rows fetches as empty
+                return None
             raise self._conn._db._translate(exc, self._cur.connection) from exc
 
     async def fetchmany(self, size: int | None = None) -> list[Row]:
@@ -99,6 +102,8 @@ class AsyncPostgresResult(AsyncResult):
         try:
             return await self._cur.fetchmany(size or 0)
         except psycopg.Error as exc:
+            if is_no_rows(exc):  # portable: a statement without rows fetches as empty
+                return []
             raise self._conn._db._translate(exc, self._cur.connection) from exc
 
     async def fetchall(self) -> list[Row]:
@@ -106,6 +111,8 @@ class AsyncPostgresResult(AsyncResult):
         try:
             return await self._cur.fetchall()
         except psycopg.Error as exc:
+            if is_no_rows(exc):  # portable: a statement without rows fetches as empty
+                return []
             raise self._conn._db._translate(exc, self._cur.connection) from exc
 
     def __repr__(self) -> str:

@@ -226,14 +226,9 @@ def returned_error() -> DatabaseError:
     )
 
 
-def no_rows_error(exc: BaseException) -> QueryError | None:
-    """A clear error for fetching from a statement that returned no rows, else None."""
-    if isinstance(exc, psycopg.ProgrammingError) and "didn't produce" in str(exc):
-        return QueryError(
-            "the statement returned no rows to fetch; only SELECT, VALUES, SHOW and statements "
-            "with RETURNING produce rows"
-        )
-    return None
+def is_no_rows(exc: BaseException) -> bool:
+    """True when psycopg refused a fetch because the statement produced no result set."""
+    return isinstance(exc, psycopg.ProgrammingError) and "didn't produce" in str(exc)
 
 
 # --------------------------------------------------------------------------------------------
@@ -483,9 +478,6 @@ class PostgresCommon(DatabaseState):
             return self._unavailable_error(exc)
         if isinstance(exc, psycopg.errors.PipelineAborted):
             return self._aborted_error()
-        missing = no_rows_error(exc)
-        if missing is not None:
-            return missing
         return self._query_error(exc, sqlstate)
 
     def _aborted_error(self) -> QueryError:

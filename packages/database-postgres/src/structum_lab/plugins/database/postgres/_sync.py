@@ -25,6 +25,7 @@ from ._common import (
     ConnectMonitor,
     PostgresCommon,
     TxPlan,
+    is_no_rows,
     logger,
     plan_query,
     prepare_query,
@@ -78,6 +79,8 @@ class PostgresResult(Result):
         try:
             return self._cur.fetchone()
         except psycopg.Error as exc:
+            if is_no_rows(exc):  # portable: a statement without rows fetches as empty
+                return None
             raise self._conn._db._translate(exc, self._cur.connection) from exc
 
     def fetchmany(self, size: int | None = None) -> list[Row]:
@@ -85,6 +88,8 @@ class PostgresResult(Result):
         try:
             return self._cur.fetchmany(size or 0)
         except psycopg.Error as exc:
+            if is_no_rows(exc):  # portable: a statement without rows fetches as empty
+                return []
             raise self._conn._db._translate(exc, self._cur.connection) from exc
 
     def fetchall(self) -> list[Row]:
@@ -92,6 +97,8 @@ class PostgresResult(Result):
         try:
             return self._cur.fetchall()
         except psycopg.Error as exc:
+            if is_no_rows(exc):  # portable: a statement without rows fetches as empty
+                return []
             raise self._conn._db._translate(exc, self._cur.connection) from exc
 
     def __repr__(self) -> str:
