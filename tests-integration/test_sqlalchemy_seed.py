@@ -329,7 +329,9 @@ def test_orm_section_4_3(db_url: str) -> None:
     db.shutdown()
 
 
-def test_pool_sections_6_1_and_6_2(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pool_sections_6_1_and_6_2(
+    db_url: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     # --- seed §6.1 (URL: the test server)
     db = SQLAlchemyDatabase(
         url=db_url,
@@ -342,15 +344,25 @@ def test_pool_sections_6_1_and_6_2(db_url: str, capsys: pytest.CaptureFixture[st
     # --- end seed
     with db.transaction() as conn:
         conn.execute("SELECT 1")
-    # --- seed §6.2 (the structum_lab.plugins.observability logger is not part of this repo)
+    caplog.set_level(logging.INFO)
+    # --- seed §6.2
     # Get pool status
     info = db.get_pool_info()
     print(f"Checked out: {info['checked_out']}")
     print(f"Available: {info['available']}")
     print(f"Total: {info['total']}")
     print(f"Overflow: {info['overflow']}")
+
+    # Log pool stats
+    from structum_lab.plugins.observability import get_logger
+
+    logger = get_logger(__name__)
+    logger.info("Database pool status", **info)
     # --- end seed
     assert capsys.readouterr().out == "Checked out: 0\nAvailable: 1\nTotal: 1\nOverflow: 0\n"
+    record = next(r for r in caplog.records if r.getMessage().startswith("Database pool status"))
+    assert "checked_out=0" in record.getMessage()
+    assert record.fields["total"] == 1  # type: ignore[attr-defined]
     assert info["max"] == 30
     db.shutdown()
 
@@ -743,6 +755,62 @@ def test_query_timeouts_section_12_3(db_url: str) -> None:
     with db.transaction(timeout=5) as conn:
         assert conn.execute("SHOW statement_timeout").scalar() == "5s"
     db.shutdown()
+
+
+def test_health_monitoring_section_8_3(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    from structum_lab.plugins.observability import get_logger
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, Any]] = []
+
+        def gauge(self, name: str, value: float) -> None:
+            self.calls.append((name, value))
+
+        def send_alert(self, title: str, body: str) -> None:
+            self.calls.append((title, body))
+
+    metrics = alert_service = Recorder()
+    logger = get_logger("seed-8-3")
+    caplog.set_level(logging.DEBUG)
+    for url, expected in ((db_url, "healthy"), ("postgresql://u:s3cretpw@127.0.0.1:1/x", "alert")):
+        db = SQLAlchemyDatabase(url=url)
+        metrics.calls.clear()
+
+        # --- seed §8.3
+        def monitor_database_health():  # type: ignore[no-untyped-def]
+            """Periodic health monitoring."""
+            result = db.health_check()  # noqa: B023 - called in this iteration
+
+            # Log metrics
+            metrics.gauge("database.latency_ms", result.latency_ms)
+
+            if result.status != HealthStatus.HEALTHY:
+                logger.error(
+                    "Database unhealthy",
+                    status=result.status.value,
+                    message=result.message,
+                    latency_ms=result.latency_ms,
+                )
+                # Alert
+                alert_service.send_alert(
+                    "Database Health Check Failed",
+                    f"Status: {result.status.value}\nLatency: {result.latency_ms}ms",
+                )
+            else:
+                logger.debug(f"Database healthy - latency: {result.latency_ms}ms")
+
+        # --- end seed
+        monitor_database_health()  # type: ignore[no-untyped-call]
+        db.shutdown()
+        names = [call[0] for call in metrics.calls]
+        if expected == "healthy":
+            assert names == ["database.latency_ms"]
+            assert "Database healthy - latency:" in caplog.text
+        else:
+            assert names == ["database.latency_ms", "Database Health Check Failed"]
+            assert "Database unhealthy status=unhealthy" in caplog.text
+    assert "s3cretpw" not in caplog.text
 
 
 def test_leak_detection_section_12_4(db_url: str, caplog: pytest.LogCaptureFixture) -> None:

@@ -30,6 +30,7 @@ PY = BIN / "python"
 PACKAGES = [
     "packages/config",
     "packages/dynaconf",
+    "packages/observability",
     "packages/database-core",
     "packages/database-sqlalchemy[all]",
     "packages/database-postgres",
@@ -47,7 +48,7 @@ def _existing(specs: list[str]) -> list[str]:
 
 def _fingerprint() -> str:
     digest = hashlib.sha256(sys.version.encode())
-    for path in sorted(ROOT.glob("packages/*/pyproject.toml")) + [ROOT / "requirements-dev.txt"]:
+    for path in [*sorted(ROOT.glob("packages/*/pyproject.toml")), ROOT / "requirements-dev.txt"]:
         digest.update(str(path.relative_to(ROOT)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -100,7 +101,7 @@ def cmd_typecheck(args: list[str]) -> int:
     """
     sources = [str(p) for p in sorted(ROOT.glob("packages/*/src"))]
     status = run(PY, "-m", "mypy", *sources, *args)
-    tests = sorted(ROOT.glob("packages/*/tests")) + [ROOT / "tests-integration"]
+    tests = [*sorted(ROOT.glob("packages/*/tests")), ROOT / "tests-integration"]
     for folder in tests:
         status = run(PY, "-m", "mypy", str(folder.relative_to(ROOT)), *args) or status
     return status
@@ -125,7 +126,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(__doc__)
         return 2
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - this script may be started by an older Python
         print("Structum Database needs Python >= 3.10", file=sys.stderr)
         return 2
     ensure_venv()
