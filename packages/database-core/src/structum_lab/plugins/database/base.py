@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from abc import abstractmethod
+from asyncio import current_task
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar, Token
+from threading import get_ident
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -142,6 +143,9 @@ def _forget_active(var: ContextVar[Any], token: Token[Any], conn: Any) -> None:
     calls, each in its own copy of the context, and ``reset()`` refuses a token from another
     Context. The connection must still be given back, and the exiting context must not keep
     pointing at it (a later ``transaction()`` there would join a returned connection).
+
+    The transactions' ``__exit__`` try ``var.reset(token)`` inline first (the common case, one
+    call) and come here only when it raised; calling this again is harmless.
     """
     try:
         var.reset(token)
@@ -152,7 +156,12 @@ def _forget_active(var: ContextVar[Any], token: Token[Any], conn: Any) -> None:
 
 
 class _SyncTransaction(Generic[C]):
-    """``with db.transaction() as conn``; a plain class is cheaper than a generator here."""
+    """``with db.transaction() as conn``; a plain class is cheaper than a generator here.
+
+    This is the per-transaction hot path of every sync backend (issue #3 wants the wrapper within
+    5% of the raw pool), so it reads the thread id once and calls ``_begin()`` without keyword
+    unpacking when there are no options.
+    """
 
     __slots__ = ("_conn", "_db", "_options", "_savepoint", "_token")
 
@@ -163,14 +172,17 @@ class _SyncTransaction(Generic[C]):
 
     def __enter__(self) -> C:
         db = self._db
-        outer = db._joinable()
+        thread = get_ident()
+        outer = db._joinable(thread)
         if outer is not None:
             self._savepoint = outer.savepoint()
             return self._savepoint.__enter__()  # type: ignore[no-any-return]
-        db._check_open()
-        conn = db._begin(**self._options)
+        if db._closed:
+            db._check_open()  # raises DatabaseClosedError
+        options = self._options
+        conn = db._begin(**options) if options else db._begin()
         self._conn = conn
-        self._token = db._active.set((conn, threading.get_ident()))
+        self._token = db._active.set((conn, thread))
         return conn
 
     def __exit__(
@@ -182,8 +194,12 @@ class _SyncTransaction(Generic[C]):
         if self._savepoint is not None:
             self._savepoint.__exit__(exc_type, exc, tb)
             return
-        _forget_active(self._db._active, self._token, self._conn)
-        self._db._end(self._conn, commit=exc_type is None)
+        db = self._db
+        try:
+            db._active.reset(self._token)
+        except ValueError:  # exited in another Context (FastAPI): see _forget_active
+            _forget_active(db._active, self._token, self._conn)
+        db._end(self._conn, commit=exc_type is None)
 
 
 class SyncDatabaseBase(DatabaseState, DatabaseInterface, Generic[C]):
@@ -210,11 +226,12 @@ class SyncDatabaseBase(DatabaseState, DatabaseInterface, Generic[C]):
         """One round trip to the server on a pooled connection (raises when it fails)."""
 
     # -- shared behaviour --------------------------------------------------------------------
-    def _joinable(self) -> C | None:
+    def _joinable(self, thread: int | None = None) -> C | None:
+        """The connection a new ``transaction()`` in thread ``thread`` (default: this one) joins."""
         if self._pinned is not None:
             return self._pinned
         active = self._active.get()
-        if active is not None and active[1] == threading.get_ident():
+        if active is not None and active[1] == (get_ident() if thread is None else thread):
             return active[0]
         return None
 
@@ -278,6 +295,8 @@ class SyncDatabaseBase(DatabaseState, DatabaseInterface, Generic[C]):
 
 
 class _AsyncTransaction(Generic[AC]):
+    """``async with db.transaction() as conn`` (the async hot path; see _SyncTransaction)."""
+
     __slots__ = ("_conn", "_db", "_options", "_savepoint", "_token")
 
     def __init__(self, db: AsyncDatabaseBase[AC], options: dict[str, Any]) -> None:
@@ -287,14 +306,17 @@ class _AsyncTransaction(Generic[AC]):
 
     async def __aenter__(self) -> AC:
         db = self._db
-        outer = db._joinable()
+        task = current_task()
+        outer = db._joinable(task)
         if outer is not None:
             self._savepoint = outer.savepoint()
             return await self._savepoint.__aenter__()  # type: ignore[no-any-return]
-        db._check_open()
-        conn = await db._begin(**self._options)
+        if db._closed:
+            db._check_open()  # raises DatabaseClosedError
+        options = self._options
+        conn = await (db._begin(**options) if options else db._begin())
         self._conn = conn
-        self._token = db._active.set((conn, asyncio.current_task()))
+        self._token = db._active.set((conn, task))
         return conn
 
     async def __aexit__(
@@ -306,8 +328,12 @@ class _AsyncTransaction(Generic[AC]):
         if self._savepoint is not None:
             await self._savepoint.__aexit__(exc_type, exc, tb)
             return
-        _forget_active(self._db._active, self._token, self._conn)
-        await self._db._end(self._conn, commit=exc_type is None)
+        db = self._db
+        try:
+            db._active.reset(self._token)
+        except ValueError:  # exited in another Context: see _forget_active
+            _forget_active(db._active, self._token, self._conn)
+        await db._end(self._conn, commit=exc_type is None)
 
 
 class AsyncDatabaseBase(DatabaseState, AsyncDatabaseInterface, Generic[AC]):
@@ -332,12 +358,17 @@ class AsyncDatabaseBase(DatabaseState, AsyncDatabaseInterface, Generic[AC]):
     async def _probe(self) -> None:
         """One round trip to the server on a pooled connection (raises when it fails)."""
 
-    def _joinable(self) -> AC | None:
+    def _joinable(self, task: asyncio.Task[Any] | None = None) -> AC | None:
+        """The connection a new ``transaction()`` in ``task`` (default: the current one) joins.
+
+        ``task`` is the caller's ``current_task()`` when it already has it (None means the same:
+        asking again inside the same task gives the same answer).
+        """
         if self._pinned is not None:
             return self._pinned
         active = self._active.get()
         # A child task inherits the context but must not share the parent's connection.
-        if active is not None and active[1] is asyncio.current_task():
+        if active is not None and active[1] is (task or current_task()):
             return active[0]
         return None
 

@@ -128,15 +128,17 @@ class AsyncPostgresConnection(AsyncConnection):
 
     __module__ = PUBLIC_MODULE
 
+    # Class-level defaults, as in PostgresConnection: cheaper per transaction.
+    _last_result: AsyncPostgresResult | None = None
+    _pipeline: AsyncPipeline | None = None
+    _pipeline_cm: AbstractAsyncContextManager[AsyncPipeline] | None = None
+    _restore = False  # the transaction changed session settings: reset them on release
+    _begin_sql = b"BEGIN"  # re-issued after commit()/rollback() in a pipeline
+    _savepoints = 0
+
     def __init__(self, db: AsyncPostgresDatabase, raw: _RawAsyncConnection) -> None:
         self._db = db
         self._raw: _RawAsyncConnection | None = raw
-        self._last_result: AsyncPostgresResult | None = None
-        self._pipeline: AsyncPipeline | None = None
-        self._pipeline_cm: AbstractAsyncContextManager[AsyncPipeline] | None = None
-        self._restore = False
-        self._begin_sql = b"BEGIN"  # re-issued after commit()/rollback() in a pipeline
-        self._savepoints = 0
 
     @property
     def raw(self) -> psycopg.AsyncConnection[DictRow]:
@@ -160,8 +162,7 @@ class AsyncPostgresConnection(AsyncConnection):
         raw = self._raw
         if raw is None:
             raise returned_error()
-        if params is not None:
-            sql, params = prepare_query(sql, params)
+        sql, params = prepare_query(sql, params)
         db = self._db
         if db.echo:
             db._log_statement(sql, params)
@@ -324,7 +325,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             raise error from cause
         except PoolClosed as exc:
             raise self._closed_pool_error() from exc
-        if self.pool_pre_ping and self._stale(raw):
+        if self._stale(raw):
             raw = await self._validated(raw)
         self._out.add(raw)
         return raw

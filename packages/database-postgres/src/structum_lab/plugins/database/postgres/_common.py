@@ -126,6 +126,10 @@ def reorder(params: Any, order: tuple[int, ...]) -> list[Any]:
 
 def prepare_query(sql: Any, params: Any) -> tuple[Any, Any]:
     """Return the statement and parameters to hand to psycopg (``params`` may be None)."""
+    if type(params) is dict and type(sql) is str:
+        # The common case (seed §3: ``:name`` with a dict) on every execute(): one cache lookup.
+        converted = _MAPPING_SQL.get(sql)
+        return (_mapping_sql(sql) if converted is None else converted), params
     if params is None:
         return sql, None
     query, order = plan_query(sql, params)
@@ -438,11 +442,17 @@ class PostgresCommon(DatabaseState):
 
     # -- checks ------------------------------------------------------------------------------
     def _stale(self, raw: Any) -> bool:
-        """True when ``raw`` must be validated before use (idle past the window, or suspect)."""
+        """True when ``raw`` must be validated before use (idle past the window, or suspect).
+
+        Always False with ``pool_pre_ping=False``. The twins' checkouts call this once per
+        transaction, so it is kept to one clock read and two comparisons.
+        """
+        if not self.pool_pre_ping:
+            return False
         idle_since: float = raw._structum_idle_since
         return (
-            time.monotonic() - idle_since > self.check_idle_seconds
-            or idle_since <= self._suspect_before
+            idle_since <= self._suspect_before
+            or time.monotonic() - idle_since > self.check_idle_seconds
         )
 
     def _mark_suspect(self) -> None:

@@ -114,15 +114,18 @@ class PostgresConnection(Connection):
 
     __module__ = PUBLIC_MODULE
 
+    # Defaults as class attributes: one is made per transaction, and most transactions never
+    # change these (an instance attribute shadows the default when one does).
+    _last_result: PostgresResult | None = None
+    _pipeline: Pipeline | None = None
+    _pipeline_cm: AbstractContextManager[Pipeline] | None = None
+    _restore = False  # the transaction changed session settings: reset them on release
+    _begin_sql = b"BEGIN"  # re-issued after commit()/rollback() in a pipeline
+    _savepoints = 0
+
     def __init__(self, db: PostgresDatabase, raw: _RawConnection) -> None:
         self._db = db
         self._raw: _RawConnection | None = raw
-        self._last_result: PostgresResult | None = None
-        self._pipeline: Pipeline | None = None
-        self._pipeline_cm: AbstractContextManager[Pipeline] | None = None
-        self._restore = False
-        self._begin_sql = b"BEGIN"  # re-issued after commit()/rollback() in a pipeline
-        self._savepoints = 0
 
     @property
     def raw(self) -> psycopg.Connection[DictRow]:
@@ -159,8 +162,7 @@ class PostgresConnection(Connection):
         raw = self._raw
         if raw is None:
             raise returned_error()
-        if params is not None:
-            sql, params = prepare_query(sql, params)
+        sql, params = prepare_query(sql, params)
         db = self._db
         if db.echo:
             db._log_statement(sql, params)
@@ -343,7 +345,7 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             raise error from cause
         except PoolClosed as exc:
             raise self._closed_pool_error() from exc
-        if self.pool_pre_ping and self._stale(raw):
+        if self._stale(raw):
             raw = self._validated(raw)
         self._out.add(raw)
         return raw

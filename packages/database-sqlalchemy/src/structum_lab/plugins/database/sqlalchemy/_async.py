@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy.exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.util.concurrency import greenlet_spawn
 from typing_extensions import Self
 
 from structum_lab.plugins.database.base import AsyncDatabaseBase, logger
@@ -25,7 +26,6 @@ from ._common import (
     SQLAlchemyAsyncResult,
     SQLAlchemyState,
     error_cause,
-    ping_ok,
     savepoint_name,
 )
 
@@ -232,14 +232,9 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
         await conn._finish(commit=commit)
 
     async def _probe(self) -> None:
-        sa = await self._connect()
-        try:
-            await sa.run_sync(lambda c: ping_ok(c.dialect, c.connection.dbapi_connection))
-        except Exception as exc:
-            await sa.invalidate()
-            raise self._unavailable_error(exc) from exc
-        finally:
-            await sa.close()
+        # Checkout, ping and return in ONE greenlet: every awaited driver call inside is a single
+        # switch to this task and back (see ``_probe_pooled``).
+        await greenlet_spawn(self._probe_pooled)
 
     async def get_connection(self) -> AsyncSQLAlchemyConnection:
         """Check out a connection in a transaction; ``await conn.commit()``, then ``close()``."""

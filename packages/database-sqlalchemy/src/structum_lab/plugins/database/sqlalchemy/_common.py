@@ -781,6 +781,35 @@ class SQLAlchemyState(DatabaseState):
             options.get("timeout"),
         )
 
+    # -- health -------------------------------------------------------------------------------
+    def _probe_pooled(self) -> None:
+        """Check a pooled connection out, ping it, give it back: the body of both ``_probe()``.
+
+        Plain blocking code on the sync engine and its pool's DBAPI connection (no ``Connection``
+        object: a ping needs no transaction bookkeeping). The async twin runs it whole inside
+        one ``greenlet_spawn``, so a health check costs one greenlet instead of three
+        (``connect()`` + ``run_sync()`` + ``close()``), which kept it above 2x a bare round trip.
+
+        Raises:
+            PoolTimeoutError: No connection became free in time.
+            DatabaseUnavailableError: The server cannot be reached or did not answer the ping.
+        """
+        self._acquiring.append(None)
+        try:
+            pooled = self._sync_engine.raw_connection()
+        except Exception as exc:
+            raise self._translate(exc, connecting=True) from error_cause(exc)
+        finally:
+            self._acquiring.pop()
+        try:
+            # The dialect's ping: one round trip, no transaction (psycopg sends an empty query).
+            ping_ok(self._sync_engine.dialect, pooled.dbapi_connection)
+        except Exception as exc:
+            pooled.invalidate()  # a connection that failed its ping must not go back to the pool
+            raise self._unavailable_error(exc) from exc
+        finally:
+            pooled.close()
+
     # -- errors -------------------------------------------------------------------------------
     def _translate(self, exc: BaseException, *, connecting: bool = False) -> Exception:
         """Turn a SQLAlchemy/driver exception into the Structum error for it."""

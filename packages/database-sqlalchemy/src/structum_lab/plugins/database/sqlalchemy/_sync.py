@@ -21,7 +21,6 @@ from ._common import (
     SQLAlchemyResult,
     SQLAlchemyState,
     error_cause,
-    ping_ok,
     savepoint_name,
 )
 
@@ -254,15 +253,7 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
         conn._finish(commit=commit)
 
     def _probe(self) -> None:
-        sa = self._connect()
-        try:
-            # The dialect's ping: one round trip, no transaction (psycopg sends an empty query).
-            ping_ok(self._sync_engine.dialect, sa.connection.dbapi_connection)
-        except Exception as exc:
-            sa.invalidate()  # a connection that failed its ping must not go back to the pool
-            raise self._unavailable_error(exc) from exc
-        finally:
-            sa.close()
+        self._probe_pooled()
 
     # -- public API ---------------------------------------------------------------------------
     def get_connection(self) -> SQLAlchemyConnection:
