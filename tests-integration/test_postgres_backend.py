@@ -95,6 +95,35 @@ def test_executemany_with_dollar_placeholders_out_of_order(
     assert _ids(db, table) == [1, 2, 3]
 
 
+def test_executemany_named_params_as_tuples(db: PostgresDatabase, table: str) -> None:
+    # :name with dicts is sent as %s with tuples; a repeated name, a lone name, a literal %
+    # and a %(name)s statement all keep their meaning.
+    with db.transaction() as conn:
+        conn.executemany(
+            f"INSERT INTO {table} (id, note) VALUES (:id, :note || '%' || :note)",
+            [{"note": "a", "id": 1}, {"id": 2, "note": "b", "unused": 0}],
+        )
+        conn.executemany(f"INSERT INTO {table} (id) VALUES (:id)", ({"id": i} for i in (3, 4)))
+        conn.executemany(f"INSERT INTO {table} (id) VALUES (%(id)s)", [{"id": 5}])
+        notes = conn.execute(f"SELECT note FROM {table} WHERE id <= 2 ORDER BY id").fetchall()
+    assert notes == [{"note": "a%a"}, {"note": "b%b"}]
+    assert _ids(db, table) == [1, 2, 3, 4, 5]
+
+
+def test_executemany_missing_key_is_a_clear_error(db: PostgresDatabase, table: str) -> None:
+    expected = r"uses :note but a parameter set has no such key"
+    with pytest.raises(QueryError, match=expected), db.transaction() as conn:
+        conn.executemany(
+            f"INSERT INTO {table} (id, note) VALUES (:id, :note)",
+            [{"id": 1, "note": "a"}, {"id": 2}],
+        )
+    assert _ids(db, table) == []
+    assert db.get_pool_info()["checked_out"] == 0
+    with db.transaction() as conn:  # the pool keeps working
+        conn.execute(f"INSERT INTO {table} (id) VALUES (:id)", {"id": 9})
+    assert _ids(db, table) == [9]
+
+
 def test_fetching_from_a_statement_without_rows_is_empty(db: PostgresDatabase) -> None:
     # Portable behaviour (same as the SQLAlchemy backend and the mocks): nothing to fetch.
     with db.transaction() as conn:

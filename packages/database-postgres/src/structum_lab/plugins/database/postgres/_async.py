@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from itertools import chain
 from types import TracebackType
 from typing import Any, ClassVar, cast
 
@@ -33,9 +32,8 @@ from ._common import (
     TxPlan,
     is_no_rows,
     logger,
-    plan_query,
+    plan_batch,
     prepare_query,
-    reorder,
     returned_error,
     savepoint_name,
     tx_plan,
@@ -179,14 +177,10 @@ class AsyncPostgresConnection(AsyncConnection):
         raw = self._raw
         if raw is None:
             raise returned_error()
-        rows = iter(params_seq)
-        first = next(rows, None)
-        if first is None:
+        planned = plan_batch(sql, params_seq)
+        if planned is None:
             return AsyncBufferedResult((), rowcount=0)
-        query, order = plan_query(sql, first)
-        batch: Iterable[Any] = chain((first,), rows)
-        if order is not None:
-            batch = (reorder(p, order) for p in batch)
+        query, batch = planned
         db = self._db
         if db.echo:
             db._log_statement(query, "(executemany)")
