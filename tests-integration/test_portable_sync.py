@@ -319,3 +319,14 @@ def test_isolation_level(sync_db: Any, sync_backend: Any) -> None:
     if probe:  # the pooled connection is back to the server default afterwards
         with sync_db.transaction() as conn:
             assert str(conn.execute(probe).scalar()).lower() != "serializable"
+
+
+def test_escaped_quotes_inside_literals_are_not_placeholders(
+    sync_db: Any, sync_backend: Any
+) -> None:
+    # MySQL/MariaDB escape a quote with a backslash by default; everyone accepts a doubled quote.
+    literals = ["'it''s :x'"] + (["'it\\'s :x'"] if sync_backend.dialect == "mysql" else [])
+    with sync_db.transaction() as conn:
+        for literal in literals:
+            row = conn.execute(f"SELECT {literal} AS a, :y AS b", {"y": 2}).fetchone()
+            assert row == {"a": "it's :x", "b": 2}

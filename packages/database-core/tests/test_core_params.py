@@ -69,3 +69,10 @@ def test_dollar_numeric_reorders() -> None:
 def test_conversion_is_cached() -> None:
     first = convert_named("SELECT :cached", "pyformat")
     assert convert_named("SELECT :cached", "pyformat") is first
+
+
+def test_backslash_escapes_for_mysql_only() -> None:
+    sql = "SELECT 'it\\'s :x', :y"
+    assert convert_named(sql, "pyformat", True).sql == "SELECT 'it\\'s :x', %(y)s"
+    # PostgreSQL (standard_conforming_strings): a backslash is an ordinary character.
+    assert convert_named("SELECT 'C:\\', :y", "pyformat").sql == "SELECT 'C:\\', %(y)s"

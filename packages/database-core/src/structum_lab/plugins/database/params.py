@@ -45,12 +45,14 @@ class ConvertedSQL(NamedTuple):
     positional: bool
 
 
-def _scan(sql: str, on_placeholder: Any, *, double_percent: bool = False) -> str:
+def _scan(
+    sql: str, on_placeholder: Any, *, double_percent: bool = False, backslash_escapes: bool = False
+) -> str:
     """Walk ``sql``; call ``on_placeholder(sql, i)`` at each candidate position outside literals.
 
     ``on_placeholder`` returns ``(replacement, new_index)`` or None to copy the character. With
     ``double_percent``, ``%`` inside literals and comments is doubled too: pyformat drivers read
-    the whole string.
+    the whole string. With ``backslash_escapes`` (MySQL's default) a backslash escapes a quote.
     """
     out: list[str] = []
     i = 0
@@ -67,7 +69,9 @@ def _scan(sql: str, on_placeholder: Any, *, double_percent: bool = False) -> str
                         j += 2
                         continue
                     break
-                if sql[j] == "\\" and ch == "'" and i > 0 and sql[i - 1] in "eE":
+                if sql[j] == "\\" and (
+                    backslash_escapes or (ch == "'" and i > 0 and sql[i - 1] in "eE")
+                ):
                     j += 2
                     continue
                 j += 1
@@ -140,12 +144,14 @@ def find_named_placeholders(sql: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=2048)
-def convert_named(sql: str, style: ParamStyle) -> ConvertedSQL:
+def convert_named(sql: str, style: ParamStyle, backslash_escapes: bool = False) -> ConvertedSQL:
     """Rewrite ``:name`` placeholders for a driver paramstyle.
 
     Args:
         sql: SQL with ``:name`` placeholders.
         style: The driver's DB-API paramstyle.
+        backslash_escapes: Backslash escapes quotes inside every literal (MySQL/MariaDB's default
+            mode); otherwise only inside PostgreSQL ``E'...'`` strings.
 
     Returns:
         The converted statement; for ``format``/``qmark``/``numeric`` styles, the names in the
@@ -175,7 +181,9 @@ def convert_named(sql: str, style: ParamStyle) -> ConvertedSQL:
             return "?", match.end()
         return f":{len(names)}", match.end()  # numeric
 
-    converted = _scan(sql, visit, double_percent=percent_styles)
+    converted = _scan(
+        sql, visit, double_percent=percent_styles, backslash_escapes=backslash_escapes
+    )
     positional = style in ("format", "qmark", "numeric")
     return ConvertedSQL(converted, tuple(names), positional)
 

@@ -654,6 +654,8 @@ class SQLAlchemyState(DatabaseState):
             None if isinstance(sync_engine.pool, QueuePool) else (_CheckoutCounter(sync_engine))
         )
         self._paramstyle: Any = sync_engine.dialect.paramstyle
+        # MySQL/MariaDB read backslash escapes in every literal (unless NO_BACKSLASH_ESCAPES).
+        self._backslash_escapes = self.dialect_name in ("mysql", "mariadb")
         self._acquiring: deque[None] = deque()
 
     def _create_engine(self, url: URL, kwargs: dict[str, Any]) -> Any:
@@ -719,7 +721,7 @@ class SQLAlchemyState(DatabaseState):
         is, for its native positional placeholders.
         """
         if params is None or isinstance(params, Mapping):
-            converted = convert_named(sql, self._paramstyle)
+            converted = convert_named(sql, self._paramstyle, self._backslash_escapes)
             if converted.positional:
                 try:
                     return converted.sql, tuple(adapt_params(converted, params or {}))
@@ -735,7 +737,7 @@ class SQLAlchemyState(DatabaseState):
         if not batch:
             return sql, []
         if all(p is None or isinstance(p, Mapping) for p in batch):
-            converted = convert_named(sql, self._paramstyle)
+            converted = convert_named(sql, self._paramstyle, self._backslash_escapes)
             rows: list[Any]
             try:
                 if converted.positional:
