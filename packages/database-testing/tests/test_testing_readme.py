@@ -19,3 +19,15 @@ def test_worked_example(pytester: pytest.Pytester, inner_pytest: Any) -> None:
         pytester.path.joinpath(name).write_text(source, encoding="utf-8")
     result = inner_pytest("-v")
     result.assert_outcomes(passed=6)
+
+
+ROOT_README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+def test_root_readme_example(pytester: pytest.Pytester, inner_pytest: Any) -> None:
+    files = dict(EXAMPLE.findall(ROOT_README.read_text(encoding="utf-8")))
+    assert set(files) == {"test_transfer.py"}
+    for name, source in files.items():
+        pytester.path.joinpath(name).write_text(source, encoding="utf-8")
+    result = inner_pytest("-v")
+    result.assert_outcomes(passed=1)
