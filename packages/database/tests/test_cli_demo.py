@@ -18,20 +18,6 @@ from structum_lab.config import get_config_provider, set_config_provider
 from structum_lab.plugins.database.cli import main
 
 
-def postgres_url() -> str:
-    """The real PostgreSQL server of the integration suite (skip, or fail in CI, without it)."""
-    url = os.environ.get("STRUCTUM_TEST_POSTGRES_URL")
-    if not url:
-        message = (
-            "no PostgreSQL server: set STRUCTUM_TEST_POSTGRES_URL "
-            "(e.g. by running .ci/run, which probes the services)"
-        )
-        if os.environ.get("STRUCTUM_TEST_REQUIRE_DB") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return url
-
-
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     for name in list(os.environ):
@@ -149,8 +135,8 @@ def test_demo_unreachable_database_is_masked(capsys: pytest.CaptureFixture[str])
     assert "s3cretpw" not in captured.out + captured.err
 
 
-def test_demo_on_postgres(capsys: pytest.CaptureFixture[str]) -> None:
-    url = postgres_url()
+def test_demo_on_postgres(capsys: pytest.CaptureFixture[str], pg_url: str) -> None:
+    url = pg_url
     # Its own schema, so the demo's users table cannot meet the other suites' tables.
     schema = f"cli_demo_{uuid.uuid4().hex[:10]}"
     sep = "&" if "?" in url else "?"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,20 +14,6 @@ from structum_lab.config import get_config_provider, set_config_provider
 from structum_lab.plugins.database.cli import main
 
 UNREACHABLE = "postgresql://u:s3cretpw@127.0.0.1:1/x"
-
-
-def postgres_url() -> str:
-    """The real PostgreSQL server of the integration suite (skip, or fail in CI, without it)."""
-    url = os.environ.get("STRUCTUM_TEST_POSTGRES_URL")
-    if not url:
-        message = (
-            "no PostgreSQL server: set STRUCTUM_TEST_POSTGRES_URL "
-            "(e.g. by running .ci/run, which probes the services)"
-        )
-        if os.environ.get("STRUCTUM_TEST_REQUIRE_DB") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return url
 
 
 @pytest.fixture(autouse=True)
@@ -164,9 +149,9 @@ def test_unreachable_error_is_masked(backend: str, capsys: pytest.CaptureFixture
 
 @pytest.mark.parametrize("backend", ["auto", "sqlalchemy"])
 def test_postgres_table_params_and_sqlstate(
-    backend: str, capsys: pytest.CaptureFixture[str]
+    backend: str, capsys: pytest.CaptureFixture[str], pg_url: str
 ) -> None:
-    url = postgres_url()
+    url = pg_url
     table = f"cli_exec_{uuid.uuid4().hex[:10]}"
     common = ["--url", url, "--backend", backend]
     try:

@@ -17,20 +17,6 @@ from structum_lab.plugins.database.cli import main
 UNREACHABLE = "postgresql://u:s3cretpw@127.0.0.1:1/x"
 
 
-def postgres_url() -> str:
-    """The real PostgreSQL server of the integration suite (skip, or fail in CI, without it)."""
-    url = os.environ.get("STRUCTUM_TEST_POSTGRES_URL")
-    if not url:
-        message = (
-            "no PostgreSQL server: set STRUCTUM_TEST_POSTGRES_URL "
-            "(e.g. by running .ci/run, which probes the services)"
-        )
-        if os.environ.get("STRUCTUM_TEST_REQUIRE_DB") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return url
-
-
 @pytest.fixture(autouse=True)
 def _isolated_config(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
@@ -63,8 +49,10 @@ def _assert_ietf_shape(doc: dict[str, object], status: str, component: str) -> d
 
 
 @pytest.mark.parametrize("backend", ["auto", "sqlalchemy"])
-def test_healthy_postgres_exits_0(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
-    url = postgres_url()
+def test_healthy_postgres_exits_0(
+    backend: str, capsys: pytest.CaptureFixture[str], pg_url: str
+) -> None:
+    url = pg_url
     assert main(["health", "--url", url, "--backend", backend]) == 0
     out = capsys.readouterr().out
     assert out.startswith("database: healthy in ")
@@ -72,8 +60,10 @@ def test_healthy_postgres_exits_0(backend: str, capsys: pytest.CaptureFixture[st
 
 
 @pytest.mark.parametrize("backend", ["auto", "sqlalchemy"])
-def test_healthy_postgres_json(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
-    url = postgres_url()
+def test_healthy_postgres_json(
+    backend: str, capsys: pytest.CaptureFixture[str], pg_url: str
+) -> None:
+    url = pg_url
     assert main(["health", "--json", "--url", url, "--backend", backend]) == 0
     check = _assert_ietf_shape(_health_json(capsys.readouterr().out), "pass", "database")
     assert check["output"] == "Database connection OK"
@@ -83,9 +73,9 @@ def test_healthy_postgres_json(backend: str, capsys: pytest.CaptureFixture[str])
 
 
 def test_healthy_from_config_files_named_after_namespace(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pg_url: str
 ) -> None:
-    url = postgres_url()
+    url = pg_url
     app = tmp_path / "config" / "app"
     app.mkdir(parents=True)
     (app / "replica_db.toml").write_text(f'[default]\nurl = "{url}"\npool_size = 2\n')
@@ -111,8 +101,10 @@ def test_unreachable_json_is_fail_and_masked(capsys: pytest.CaptureFixture[str])
     assert "s3cretpw" not in captured.out + captured.err
 
 
-def test_wrong_password_is_unhealthy_and_masked(capsys: pytest.CaptureFixture[str]) -> None:
-    url = postgres_url()
+def test_wrong_password_is_unhealthy_and_masked(
+    capsys: pytest.CaptureFixture[str], pg_url: str
+) -> None:
+    url = pg_url
     scheme, rest = url.split("://", 1)
     host = rest.split("@", 1)[-1]
     # A role that does not exist: refused whatever the server's authentication method.
@@ -138,8 +130,8 @@ def test_no_answer_within_timeout_is_unhealthy(capsys: pytest.CaptureFixture[str
     assert "s3cretpw" not in captured.out + captured.err
 
 
-def test_degraded_by_latency_flag_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
-    url = postgres_url()
+def test_degraded_by_latency_flag_exits_1(capsys: pytest.CaptureFixture[str], pg_url: str) -> None:
+    url = pg_url
     argv = ["health", "--url", url, "--backend", "sqlalchemy", "--degraded-latency-ms", "0"]
     assert main(argv) == 1
     assert capsys.readouterr().out.startswith("database: degraded in ")
@@ -150,9 +142,9 @@ def test_degraded_by_latency_flag_exits_1(capsys: pytest.CaptureFixture[str]) ->
 
 @pytest.mark.parametrize("backend", ["auto", "sqlalchemy"])
 def test_degraded_by_configured_threshold(
-    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], pg_url: str
 ) -> None:
-    url = postgres_url()
+    url = pg_url
     app = tmp_path / "config" / "app"
     app.mkdir(parents=True)
     (app / "database.toml").write_text(
@@ -162,8 +154,10 @@ def test_degraded_by_configured_threshold(
     _assert_ietf_shape(_health_json(capsys.readouterr().out), "warn", "database")
 
 
-def test_degraded_with_a_registered_provider(capsys: pytest.CaptureFixture[str]) -> None:
-    url = postgres_url()
+def test_degraded_with_a_registered_provider(
+    capsys: pytest.CaptureFixture[str], pg_url: str
+) -> None:
+    url = pg_url
     provider = DictConfigProvider(
         {"database": {"url": url, "health_thresholds": HealthThresholds(degraded_latency_ms=0.0)}}
     )
