@@ -137,22 +137,19 @@ class DatabaseState:
 
 
 def _forget_active(var: ContextVar[Any], token: Token[Any], conn: Any) -> None:
-    """Undo ``var.set()`` of a transaction's ``__enter__``, even from another Context.
+    """Undo ``var.set()`` of a transaction's ``__enter__`` from another Context.
 
     FastAPI runs a sync generator dependency's ``__enter__`` and ``__exit__`` in two threadpool
     calls, each in its own copy of the context, and ``reset()`` refuses a token from another
     Context. The connection must still be given back, and the exiting context must not keep
     pointing at it (a later ``transaction()`` there would join a returned connection).
 
-    The transactions' ``__exit__`` try ``var.reset(token)`` inline first (the common case, one
-    call) and come here only when it raised; calling this again is harmless.
+    The transactions' ``__exit__`` try ``var.reset(token)`` first (the common case) and come here
+    only when it raised ``ValueError``.
     """
-    try:
-        var.reset(token)
-    except ValueError:
-        current = var.get()
-        if current is not None and current[0] is conn:
-            var.set(None if token.old_value is Token.MISSING else token.old_value)
+    current = var.get()
+    if current is not None and current[0] is conn:
+        var.set(None if token.old_value is Token.MISSING else token.old_value)
 
 
 class _SyncTransaction(Generic[C]):
