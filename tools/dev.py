@@ -3,7 +3,8 @@
 
     python3 tools/dev.py demo        # install into .venv, then run the Quick Start demo
     python3 tools/dev.py test        # install into .venv, then run every package's tests
-    python3 tools/dev.py lint        # ruff check + ruff format --check
+    python3 tools/dev.py lint        # ruff check + ruff format --check + generated twins up to date
+    python3 tools/dev.py twins       # regenerate the sync twins from their async sources
     python3 tools/dev.py typecheck   # mypy --strict over every package
     python3 tools/dev.py bench       # benchmarks (see benchmarks/README.md)
 
@@ -87,11 +88,18 @@ def cmd_demo(args: list[str]) -> int:
 
 
 def cmd_lint(args: list[str]) -> int:
-    """Ruff lint and format check."""
+    """Ruff lint and format check, and the check that every generated sync twin is up to date."""
     paths = [p for p in SOURCE_PATHS if (ROOT / p).exists()]
-    return run(PY, "-m", "ruff", "check", *paths, *args) or run(
-        PY, "-m", "ruff", "format", "--check", *paths
+    return (
+        run(PY, "-m", "ruff", "check", *paths, *args)
+        or run(PY, "-m", "ruff", "format", "--check", *paths)
+        or run(PY, "tools/async_to_sync.py", "--check")
     )
+
+
+def cmd_twins(args: list[str]) -> int:
+    """Regenerate the sync twins from their async sources (tools/async_to_sync.py)."""
+    return run(PY, "tools/async_to_sync.py", *args)
 
 
 def cmd_typecheck(args: list[str]) -> int:
@@ -116,6 +124,7 @@ COMMANDS = {
     "test": cmd_test,
     "demo": cmd_demo,
     "lint": cmd_lint,
+    "twins": cmd_twins,
     "typecheck": cmd_typecheck,
     "bench": cmd_bench,
 }

@@ -1,7 +1,7 @@
-"""``AsyncPostgresDatabase``: the asyncio twin, over ``psycopg_pool.AsyncConnectionPool``.
+"""``AsyncPostgresDatabase`` over ``psycopg_pool.AsyncConnectionPool``.
 
-It mirrors ``_sync.py`` call for call; everything that does not wait on the network is shared in
-``_common.py``.
+This file is the source of both twins: ``_sync.py`` is generated from it by
+``tools/async_to_sync.py``. What does not wait on the network is shared in ``_common.py``.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from ._common import (
 __all__ = ["AsyncPostgresConnection", "AsyncPostgresDatabase", "AsyncPostgresResult"]
 
 
-class _RawAsyncConnection(psycopg.AsyncConnection[DictRow]):
-    """psycopg's async connection, remembering when it was last returned and reporting connects."""
+class _AsyncRawConnection(psycopg.AsyncConnection[DictRow]):
+    """psycopg's connection, remembering when it was last given back and reporting connects."""
 
     _structum_idle_since: float = 0.0
     _structum_monitor: ClassVar[ConnectMonitor]
@@ -61,7 +61,7 @@ class _RawAsyncConnection(psycopg.AsyncConnection[DictRow]):
 
 
 class AsyncPostgresResult(AsyncResult):
-    """The result of one statement, read from psycopg's async cursor (rows are dicts)."""
+    """The result of one statement, read lazily from psycopg's cursor (rows are dicts)."""
 
     __module__ = PUBLIC_MODULE
     __slots__ = ("_conn", "_cur")
@@ -74,16 +74,19 @@ class AsyncPostgresResult(AsyncResult):
     def rowcount(self) -> int:
         """Rows affected (or returned).
 
-        Raises:
-            DatabaseError: In a pipelined transaction before the result arrived; read the result
-                or ``await conn.sync()`` first (a property cannot wait).
+        In a pipelined transaction the sync twin waits for the result; the async twin cannot (a
+        property cannot await) and raises ``DatabaseError`` until ``await conn.sync()`` ran or the
+        result was read.
         """
         cur = self._cur
         if cur.pgresult is None and self._conn._pipeline is not None:
-            raise DatabaseError(
-                "rowcount is not known yet in a pipelined transaction; await conn.sync() or "
-                "read the result first"
-            )
+            if True:  # ASYNC: a property cannot await the pipeline
+                raise DatabaseError(
+                    "rowcount is not known yet in a pipelined transaction; await conn.sync() or "
+                    "read the result first"
+                )
+            else:
+                self._conn.sync()
         return cur.rowcount
 
     async def fetchone(self) -> Row | None:
@@ -118,15 +121,16 @@ class AsyncPostgresResult(AsyncResult):
 
 
 class AsyncPostgresConnection(AsyncConnection):
-    """A pooled psycopg async connection inside a transaction (see :class:`AsyncConnection`).
+    """A pooled psycopg connection inside a transaction (see :class:`AsyncConnection`).
 
-    ``raw`` is the underlying ``psycopg.AsyncConnection`` for driver-specific work; it must not
-    be closed or kept after the transaction ends.
+    ``raw`` is the underlying ``psycopg.AsyncConnection`` for driver-specific work (``COPY``,
+    ``LISTEN``); it must not be closed or kept after the transaction ends.
     """
 
     __module__ = PUBLIC_MODULE
 
-    # Class-level defaults, as in PostgresConnection: cheaper per transaction.
+    # Defaults as class attributes: one is made per transaction, and most transactions never
+    # change these (an instance attribute shadows the default when one does).
     _last_result: AsyncPostgresResult | None = None
     _pipeline: AsyncPipeline | None = None
     _pipeline_cm: AbstractAsyncContextManager[AsyncPipeline] | None = None
@@ -134,9 +138,9 @@ class AsyncPostgresConnection(AsyncConnection):
     _begin_sql = b"BEGIN"  # re-issued after commit()/rollback() in a pipeline
     _savepoints = 0
 
-    def __init__(self, db: AsyncPostgresDatabase, raw: _RawAsyncConnection) -> None:
+    def __init__(self, db: AsyncPostgresDatabase, raw: _AsyncRawConnection) -> None:
         self._db = db
-        self._raw: _RawAsyncConnection | None = raw
+        self._raw: _AsyncRawConnection | None = raw
 
     @property
     def raw(self) -> psycopg.AsyncConnection[DictRow]:
@@ -156,7 +160,20 @@ class AsyncPostgresConnection(AsyncConnection):
         return self._last_result
 
     async def execute(self, sql: str, params: Params = None) -> AsyncPostgresResult:
-        """Run one statement (see :meth:`PostgresConnection.execute`)."""
+        """Run one statement.
+
+        Args:
+            sql: SQL with ``%s`` / ``%(name)s`` (psycopg), ``:name`` or ``$1`` placeholders.
+            params: A mapping for named placeholders, a sequence for positional ones.
+
+        Returns:
+            The result; rows are dicts.
+
+        Raises:
+            QueryError: The server rejected the statement (``IntegrityError``,
+                ``StatementTimeoutError``, ``SerializationError`` for their SQLSTATEs).
+            DatabaseUnavailableError: The connection was lost.
+        """
         raw = self._raw
         if raw is None:
             raise returned_error()
@@ -193,7 +210,10 @@ class AsyncPostgresConnection(AsyncConnection):
         return result
 
     async def sync(self) -> None:
-        """In a pipelined transaction, send what is queued and wait for every result."""
+        """In a pipelined transaction, send what is queued and wait for every result.
+
+        Errors of queued statements surface here. Outside a pipeline this does nothing.
+        """
         if self._pipeline is None or self._raw is None:
             return
         try:
@@ -234,7 +254,11 @@ class AsyncPostgresConnection(AsyncConnection):
             raise self._db._translate(exc, raw) from exc
 
     def savepoint(self, name: str | None = None) -> AbstractAsyncContextManager[Self]:
-        """A SAVEPOINT (see :meth:`PostgresConnection.savepoint`)."""
+        """A SAVEPOINT: released on success, rolled back to (and the error re-raised) on failure.
+
+        In a pipelined transaction the block's statements are synced before the release, so
+        their errors are caught by this savepoint rather than by the final commit.
+        """
         self._savepoints += 1
         return self._savepoint(savepoint_name(name, self._savepoints))
 
@@ -265,31 +289,65 @@ class AsyncPostgresConnection(AsyncConnection):
 
 
 class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConnection]):
-    """PostgreSQL through psycopg 3 and ``psycopg_pool.AsyncConnectionPool`` (asyncio).
+    """PostgreSQL through psycopg 3 and ``psycopg_pool.AsyncConnectionPool``.
 
-    Takes the same arguments as :class:`PostgresDatabase`. The pool opens inside the running
-    event loop: on first use, in ``async with db:``, or with ``await db.open()`` (``open`` is
-    accepted for symmetry and ignored: there is no loop to open it in at construction).
+    Rows are dicts; parameters may be psycopg's ``%s`` / ``%(name)s``, the portable ``:name`` with
+    a mapping, or ``$1`` with a sequence. ``transaction()`` accepts ``isolation_level``,
+    ``read_only``, ``timeout`` (seconds, ``SET LOCAL statement_timeout``) and ``pipeline=True``.
+
+    Args:
+        url: ``postgresql://user:password@host:port/db`` (also ``postgres://``,
+            ``postgresql+psycopg://`` or a libpq ``key=value`` string).
+        pool_size: The pool's normal size; the maximum when ``max_size`` is not given.
+        min_size: Connections kept open even when idle (never more than the maximum).
+        max_size: Hard maximum; defaults to ``pool_size + max_overflow``.
+        max_overflow: SQLAlchemy-style extra connections above ``pool_size``.
+        timeout: Seconds to wait for a free connection (config key ``pool_timeout`` too).
+        max_lifetime: Seconds after which a connection is replaced (``pool_recycle``; <= 0: never).
+        max_idle: Seconds an unused connection above ``min_size`` is kept.
+        check_idle_seconds: Connections idle longer than this are validated (one empty query)
+            before use; more recently used ones are trusted.
+        pool_pre_ping: False turns validation off entirely.
+        prepare_threshold: Executions of a statement before psycopg prepares it server-side
+            (None: never).
+        pgbouncer: Preset for PgBouncer in transaction mode: no server-side prepared statements.
+        application_name: Shown in ``pg_stat_activity``, unless the URL sets one (None: unset).
+        statement_timeout: Default per-statement limit in seconds for every connection.
+        connect_args: Extra psycopg/libpq connection parameters (``sslmode``, ``connect_timeout``).
+        echo: Log every statement at DEBUG on ``structum_lab.plugins.database.postgres``.
+        open: Start connecting now (True) or on first use (False; e.g. before a fork). The async
+            twin always opens on first use or on ``open()``: an asyncio pool must open inside
+            the running event loop.
+        pool_use_lifo: Accepted so a database.toml written for SQLAlchemy works; psycopg_pool
+            shrinks idle connections itself and ignores it.
+        name: Name in logs, health details and the psycopg pool (default: the masked URL).
+        health_thresholds: When a reachable database counts as DEGRADED.
     """
 
     __module__ = PUBLIC_MODULE
 
-    _pool: AsyncConnectionPool[_RawAsyncConnection]
+    _pool: AsyncConnectionPool[_AsyncRawConnection]
 
-    def _create_pool(self, *, open_now: bool) -> AsyncConnectionPool[_RawAsyncConnection]:
+    def _create_pool(self, *, open_now: bool) -> AsyncConnectionPool[_AsyncRawConnection]:
         raw_class = cast(
-            "type[_RawAsyncConnection]",
+            "type[_AsyncRawConnection]",
             type(
                 "AsyncPostgresRawConnection",
-                (_RawAsyncConnection,),
+                (_AsyncRawConnection,),
                 {"_structum_monitor": self._monitor},
             ),
         )
-        # psycopg_pool deprecates opening an async pool in its constructor: open it later.
-        return AsyncConnectionPool(**self._pool_arguments(raw_class), open=False)
+        if True:  # ASYNC: psycopg_pool deprecates opening an async pool in its constructor
+            return AsyncConnectionPool(**self._pool_arguments(raw_class), open=False)
+        else:
+            pool: AsyncConnectionPool[_AsyncRawConnection] = AsyncConnectionPool(
+                **self._pool_arguments(raw_class), open=open_now
+            )
+            self._pool_open = open_now
+            return pool
 
     async def open(self) -> None:
-        """Open the pool in the running loop now (otherwise the first transaction does)."""
+        """Open the pool now (otherwise the first transaction does)."""
         self._check_open()
         if not self._pool_open:
             await self._pool.open()
@@ -308,7 +366,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         await self.shutdown()
 
     # -- checkout and return -----------------------------------------------------------------
-    async def _checkout(self) -> _RawAsyncConnection:
+    async def _checkout(self) -> _AsyncRawConnection:
         if not self._pool_open:
             await self.open()
         pool = self._pool
@@ -324,7 +382,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         self._out.add(raw)
         return raw
 
-    async def _validated(self, raw: _RawAsyncConnection) -> _RawAsyncConnection:
+    async def _validated(self, raw: _AsyncRawConnection) -> _AsyncRawConnection:
         """Ping ``raw``; replace it (within the pool timeout) while the ones we get are dead."""
         deadline = time.monotonic() + self.timeout
         while True:
@@ -354,7 +412,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             except PoolClosed as exc:
                 raise self._closed_pool_error() from exc
 
-    async def _release(self, conn: AsyncPostgresConnection, raw: _RawAsyncConnection) -> None:
+    async def _release(self, conn: AsyncPostgresConnection, raw: _AsyncRawConnection) -> None:
         try:
             if conn._restore:
                 await raw.set_autocommit(False)
@@ -368,7 +426,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         self._out.discard(raw)
         await self._pool.putconn(raw)
 
-    # -- AsyncDatabaseBase hooks -------------------------------------------------------------
+    # -- AsyncDatabaseBase hooks ------------------------------------------------------------
     async def _begin(self, **options: Any) -> AsyncPostgresConnection:
         plan = tx_plan(options) if options else None
         raw = await self._checkout()
@@ -382,11 +440,12 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         return conn
 
     async def _apply(
-        self, conn: AsyncPostgresConnection, raw: _RawAsyncConnection, plan: TxPlan
+        self, conn: AsyncPostgresConnection, raw: _AsyncRawConnection, plan: TxPlan
     ) -> None:
         conn._restore = True
         if plan.pipeline:
-            # An explicit, queued BEGIN on an autocommit connection (see the sync twin).
+            # psycopg waits for the result of its own implicit BEGIN in a pipeline; our explicit
+            # BEGIN on an autocommit connection is queued like any other statement instead.
             await raw.set_autocommit(True)
             cm = raw.pipeline()
             conn._pipeline = await cm.__aenter__()
@@ -424,18 +483,21 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             await self._release(conn, raw)
 
     async def _end_pipeline(
-        self, conn: AsyncPostgresConnection, raw: _RawAsyncConnection, *, commit: bool
+        self, conn: AsyncPostgresConnection, raw: _AsyncRawConnection, *, commit: bool
     ) -> None:
         cm = conn._pipeline_cm
         assert cm is not None
         conn._pipeline_cm = conn._pipeline = None
         error: psycopg.Error | None = None
-        # COMMIT/ROLLBACK leaves with the pipeline's final Sync: one round trip (see the sync twin).
+        # COMMIT (or ROLLBACK) is queued behind the statements and leaves with the pipeline's
+        # final Sync: with the queued BEGIN, the whole transaction is one round trip (psycopg's
+        # commit() would sync, and leaving the pipeline would then sync once more).
         try:
             await raw.cursor().execute(b"COMMIT" if commit else b"ROLLBACK", prepare=False)
         except psycopg.Error as exc:
             error = exc
         try:
+            # Sync; raises the first error of a queued statement
             await cm.__aexit__(None, None, None)
         except psycopg.Error as exc:
             error = error or exc
@@ -445,7 +507,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             raise self._translate(error, raw) from error
 
     @staticmethod
-    async def _rollback_quietly(raw: _RawAsyncConnection) -> None:
+    async def _rollback_quietly(raw: _AsyncRawConnection) -> None:
         # A failing rollback must not mask the exception already on its way out; a connection
         # still left in a transaction is rolled back (or dropped) by the pool on putconn().
         try:
@@ -470,12 +532,22 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
 
     # -- public API --------------------------------------------------------------------------
     async def get_connection(self) -> AsyncPostgresConnection:
-        """Check out a connection; the caller must commit/rollback and ``await conn.close()``."""
+        """Check out a connection; the caller must ``commit()``/``rollback()`` and ``close()`` it.
+
+        Raises:
+            PoolTimeoutError: No connection became free within ``timeout``.
+            DatabaseUnavailableError: The database cannot be reached.
+            DatabaseClosedError: After ``shutdown()``.
+        """
         self._check_open()
         return await self._begin()
 
     async def shutdown(self, timeout: float = 5.0) -> None:
-        """Close the pool: idle connections now, checked-out ones when they come back."""
+        """Close the pool: idle connections now, checked-out ones when they come back.
+
+        Args:
+            timeout: Seconds to wait for the pool's workers to stop.
+        """
         if self._closed:
             return
         self._closed = True

@@ -1,7 +1,8 @@
-"""``AsyncSQLAlchemyDatabase``: the asyncio twin of ``SQLAlchemyDatabase``.
+"""``AsyncSQLAlchemyDatabase``: pooled, transactional access to any SQLAlchemy database.
 
-Every rule (URLs, pool, parameters, errors, transaction options) is in ``_common.py``; this module
-only awaits where ``_sync.py`` calls.
+This file is the source of both twins: ``_sync.py`` is generated from it by
+``tools/async_to_sync.py``. Every rule (URLs, pool, parameters, errors, transaction options) is in
+``_common.py``; the twins only differ in waiting.
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ _PUBLIC_MODULE = "structum_lab.plugins.database.sqlalchemy"
 
 
 class AsyncSQLAlchemyConnection(AsyncConnection):
-    """Async twin of :class:`SQLAlchemyConnection`: ``await conn.execute(...)``."""
+    """A pooled SQLAlchemy connection inside a transaction.
+
+    ``execute()`` takes ``:name`` placeholders with a mapping (or the driver's own positional
+    placeholders with a sequence) and runs the statement through ``exec_driver_sql``.
+    """
 
     __module__ = _PUBLIC_MODULE
 
@@ -47,7 +52,7 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
 
     @property
     def sqlalchemy_connection(self) -> SAAsyncConnection:
-        """The underlying ``sqlalchemy.ext.asyncio.AsyncConnection``."""
+        """The underlying SQLAlchemy connection (for Core constructs such as ``select()``)."""
         return self._sa
 
     @property
@@ -67,7 +72,21 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
             )
 
     async def execute(self, sql: str, params: Params = None) -> SQLAlchemyAsyncResult:
-        """Run one statement (``:name`` placeholders with a mapping); see the sync twin."""
+        """Run one statement.
+
+        Args:
+            sql: SQL with ``:name`` placeholders (colons in literals and ``::`` casts are left
+                alone).
+            params: A mapping for ``:name``; a sequence for the driver's own placeholders.
+
+        Returns:
+            The result; also kept for ``conn.fetchone()``.
+
+        Raises:
+            QueryError: The server rejected the statement (``IntegrityError``,
+                ``StatementTimeoutError``, ``SerializationError`` for their SQLSTATEs).
+            DatabaseUnavailableError: The connection was lost.
+        """
         self._check()
         statement, args = self._db._prepare(sql, params)
         try:
@@ -79,7 +98,11 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
         return result
 
     async def executemany(self, sql: str, params_seq: Iterable[Params]) -> AsyncResult:
-        """Run one statement once per parameter set."""
+        """Run one statement once per parameter set (batched by the driver).
+
+        Returns:
+            A result whose ``rowcount`` is the total for the batch (where the driver reports it).
+        """
         self._check()
         statement, batch = self._db._prepare_many(sql, params_seq)
         if not batch:
@@ -115,7 +138,11 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
 
     @asynccontextmanager
     async def savepoint(self, name: str | None = None) -> AsyncIterator[Self]:
-        """A SAVEPOINT: released on success; on an exception rolled back to, and re-raised."""
+        """A SAVEPOINT: released on success; on an exception rolled back to, and re-raised.
+
+        Args:
+            name: Savepoint name; by default SQLAlchemy's ``begin_nested()`` names it.
+        """
         self._check()
         if name is not None:
             async with self._named_savepoint(savepoint_name(name)):
@@ -151,6 +178,7 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
         await self.execute(f"RELEASE SAVEPOINT {name}")
 
     async def _finish(self, *, commit: bool) -> None:
+        """Commit or roll back, then return the connection to the pool, whatever happens."""
         if self._closed:
             return
         self._closed = True
@@ -175,25 +203,26 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
 
 
 class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemyConnection]):
-    """Pooled, transactional asyncio access to any SQLAlchemy database.
+    """Pooled, transactional access to any SQLAlchemy database.
 
     Example::
 
-        db = AsyncSQLAlchemyDatabase("postgresql://app:secret@localhost/app")
+        db = AsyncSQLAlchemyDatabase("postgresql://app:secret@localhost/app", pool_size=10)
         async with db.transaction() as conn:
             result = await conn.execute("SELECT * FROM users WHERE id = :id", {"id": 1})
             user = await result.fetchone()
         await db.shutdown()
 
-    Takes the same arguments as :class:`SQLAlchemyDatabase`; one URL serves both.
+    One URL serves both twins; see ``SQLAlchemyState.__init__`` for the constructor arguments.
     """
 
     __module__ = _PUBLIC_MODULE
-    _is_async = True
+    if True:  # ASYNC: the sync twin keeps SQLAlchemyState's False
+        _is_async = True
 
     @property
     def engine(self) -> AsyncEngine:
-        """The SQLAlchemy ``AsyncEngine``."""
+        """The SQLAlchemy engine (for Core and ORM use beyond this API)."""
         engine: AsyncEngine = self._engine_any
         return engine
 
@@ -232,17 +261,33 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
         await conn._finish(commit=commit)
 
     async def _probe(self) -> None:
-        # Checkout, ping and return in ONE greenlet: every awaited driver call inside is a single
-        # switch to this task and back (see ``_probe_pooled``).
-        await greenlet_spawn(self._probe_pooled)
+        if True:  # ASYNC
+            # Checkout, ping and return in ONE greenlet: every awaited driver call inside is a
+            # single switch to this task and back (see ``_probe_pooled``).
+            await greenlet_spawn(self._probe_pooled)
+        else:
+            self._probe_pooled()
 
     async def get_connection(self) -> AsyncSQLAlchemyConnection:
-        """Check out a connection in a transaction; ``await conn.commit()``, then ``close()``."""
+        """Check out a connection in a transaction; ``commit()``/``rollback()``, then ``close()``.
+
+        Raises:
+            DatabaseClosedError: After :meth:`shutdown`.
+            PoolTimeoutError: No connection became free within ``pool_timeout``.
+            DatabaseUnavailableError: The database cannot be reached.
+        """
         self._check_open()
         return await self._begin()
 
     def get_session(self, **options: Any) -> AsyncSession:
-        """An ORM ``AsyncSession`` bound to this database (``async with db.get_session() as s``)."""
+        """An ORM session bound to this database's engine.
+
+        Use it as a context manager: it closes at the end, rolling back anything not committed
+        (so an exception inside the block leaves nothing written).
+
+        Args:
+            **options: Session arguments (``expire_on_commit=False``...).
+        """
         self._check_open()
         return AsyncSession(bind=self.engine, **options)
 

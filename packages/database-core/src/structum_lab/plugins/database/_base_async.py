@@ -1,0 +1,168 @@
+"""The transaction machinery of the backends (``_base_sync.py`` is generated from this file).
+
+A backend subclasses :class:`AsyncDatabaseBase` and supplies ``_begin()``, ``_end()`` and
+``_probe()``; nesting, savepoints, the closed check and health grading live here once.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from ._acompat import AsyncOwner, current_task
+from ._state import DatabaseState, forget_active
+from .health import HealthResult
+from .interfaces import AsyncConnection, AsyncDatabaseInterface
+
+__all__ = ["AsyncDatabaseBase"]
+
+AC = TypeVar("AC", bound=AsyncConnection)
+
+
+class _AsyncTransaction(Generic[AC]):
+    """``async with db.transaction() as conn``; a plain class is cheaper than a generator here.
+
+    This is the per-transaction hot path of every backend (the wrapper must cost about what the
+    raw pool costs), so it reads the owner (thread or task) once and calls ``_begin()`` without
+    keyword unpacking when there are no options.
+    """
+
+    __slots__ = ("_conn", "_db", "_options", "_savepoint", "_token")
+
+    def __init__(self, db: AsyncDatabaseBase[AC], options: dict[str, Any]) -> None:
+        self._db = db
+        self._options = options
+        self._savepoint: Any = None
+
+    async def __aenter__(self) -> AC:
+        db = self._db
+        owner = current_task()
+        outer = db._joinable(owner)
+        if outer is not None:
+            self._savepoint = outer.savepoint()
+            return await self._savepoint.__aenter__()  # type: ignore[no-any-return]
+        if db._closed:
+            db._check_open()  # raises DatabaseClosedError
+        options = self._options
+        conn = await (db._begin(**options) if options else db._begin())
+        self._conn = conn
+        self._token = db._active.set((conn, owner))
+        return conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._savepoint is not None:
+            await self._savepoint.__aexit__(exc_type, exc, tb)
+            return
+        db = self._db
+        try:
+            db._active.reset(self._token)
+        except ValueError:  # exited in another Context (FastAPI): see forget_active
+            forget_active(db._active, self._token, self._conn)
+        await db._end(self._conn, commit=exc_type is None)
+
+
+class AsyncDatabaseBase(DatabaseState, AsyncDatabaseInterface, Generic[AC]):
+    """Shared machinery of the backends (transactions, nesting, health)."""
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self._active: ContextVar[tuple[AC, AsyncOwner] | None] = ContextVar(
+            f"structum_db_active_{id(self)}", default=None
+        )
+        self._pinned: AC | None = None
+
+    # -- hooks -------------------------------------------------------------------------------
+    @abstractmethod
+    async def _begin(self, **options: Any) -> AC:
+        """Check out a connection and begin a transaction with ``options``."""
+
+    @abstractmethod
+    async def _end(self, conn: AC, *, commit: bool) -> None:
+        """Commit (or roll back), then return ``conn`` to the pool whatever happens."""
+
+    @abstractmethod
+    async def _probe(self) -> None:
+        """One round trip to the server on a pooled connection (raises when it fails)."""
+
+    # -- shared behaviour --------------------------------------------------------------------
+    def _joinable(self, owner: AsyncOwner | None = None) -> AC | None:
+        """The connection a new ``transaction()`` of ``owner`` (default: the caller) joins.
+
+        ``owner`` is the caller's thread id or task when it already has it (None means the same:
+        asking again gives the same answer).
+        """
+        if self._pinned is not None:
+            return self._pinned
+        active = self._active.get()
+        # A child task inherits the context but must not share the parent's connection.
+        if active is not None and active[1] == (owner or current_task()):
+            return active[0]
+        return None
+
+    def transaction(
+        self,
+        *,
+        isolation_level: str | None = None,
+        read_only: bool = False,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> _AsyncTransaction[AC]:
+        """A connection inside a transaction: COMMIT on success, ROLLBACK on any exception.
+
+        Args:
+            isolation_level: e.g. ``"SERIALIZABLE"``, ``"REPEATABLE READ"``; None keeps the default.
+            read_only: Start a READ ONLY transaction.
+            timeout: Statement timeout in seconds for this transaction, where the server has one.
+            **options: Backend-specific options (``pipeline=True`` on PostgreSQL).
+
+        Returns:
+            A context manager yielding the connection. Inside another ``transaction()`` of this
+            database in the same thread (or task) it yields the same connection under a SAVEPOINT.
+        """
+        if isolation_level is not None or read_only or timeout is not None:
+            options.update(isolation_level=isolation_level, read_only=read_only, timeout=timeout)
+        return _AsyncTransaction(self, options)
+
+    @asynccontextmanager
+    async def force_rollback(self) -> AsyncIterator[AC]:
+        """Run everything inside one transaction that is rolled back at the end (for tests).
+
+        While it is open, every ``transaction()`` on this database, from any thread or task, joins
+        its connection as a SAVEPOINT, so nothing a test writes survives it.
+        """
+        self._check_open()
+        if self._pinned is not None:
+            raise RuntimeError("force_rollback() is already active on this database")
+        conn = await self._begin()
+        self._pinned = conn
+        try:
+            yield conn
+        finally:
+            self._pinned = None
+            await self._end(conn, commit=False)
+
+    async def health_check(self) -> HealthResult:
+        """Probe the database with one round trip and grade the result.
+
+        Returns:
+            HEALTHY, DEGRADED (slow or saturated pool) or UNHEALTHY (unreachable, shut down).
+            Never raises for an unreachable database.
+        """
+        start = time.perf_counter()
+        try:
+            self._check_open()
+            await self._probe()
+        except Exception as exc:
+            return self._health_failed(exc, (time.perf_counter() - start) * 1000.0)
+        latency = (time.perf_counter() - start) * 1000.0
+        return self._health_ok(latency, self.get_pool_info())

@@ -1,0 +1,137 @@
+"""State and checks shared by every backend, sync and async (psycopg_pool's ``base.py`` role).
+
+The transaction machinery itself is in ``_base_async.py`` (the source) and ``_base_sync.py`` (its
+generated twin); :mod:`structum_lab.plugins.database.base` re-exports both.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextvars import ContextVar, Token
+from typing import Any
+
+from .errors import (
+    DatabaseClosedError,
+    DatabaseUnavailableError,
+    PoolTimeoutError,
+    QueryError,
+    error_class_for_sqlstate,
+)
+from .health import HealthResult, HealthStatus, HealthThresholds, evaluate_health
+from .secrets import mask_url, redact, url_password
+
+__all__ = ["DatabaseState", "forget_active", "logger"]
+
+logger = logging.getLogger("structum_lab.plugins.database")
+
+
+class DatabaseState:
+    """Name, masked URL, closed flag, health thresholds and error wording, for both twins."""
+
+    backend_name: str = "database"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str | None = None,
+        health_thresholds: HealthThresholds | None = None,
+    ) -> None:
+        self._masked_url = mask_url(url)
+        self._secrets = (url_password(str(url)),)
+        self.name = name or self._masked_url
+        self.health_thresholds = health_thresholds or HealthThresholds()
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        """The database URL with its password masked (safe to log and show)."""
+        return self._masked_url
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` has run."""
+        return self._closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<{type(self).__name__} {self._masked_url!r} {state}>"
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._secrets)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DatabaseClosedError(
+                f"the database {self._masked_url!r} is shut down; create a new "
+                f"{type(self).__name__} to connect again"
+            )
+
+    def _pool_timeout_error(
+        self,
+        timeout: float,
+        pool_info: dict[str, Any],
+        cls: type[PoolTimeoutError] = PoolTimeoutError,
+    ) -> PoolTimeoutError:
+        snapshot = ", ".join(
+            f"{k}={v}" for k, v in pool_info.items() if isinstance(v, (int, float))
+        )
+        return cls(
+            f"no connection to {self._masked_url!r} became free within {timeout:g}s "
+            f"(pool: {snapshot}); increase the pool size or look for connections not returned",
+            pool_info=pool_info,
+        )
+
+    def _unavailable_error(self, exc: BaseException) -> DatabaseUnavailableError:
+        return DatabaseUnavailableError(
+            f"cannot use the database {self._masked_url!r}: {self._redact(str(exc)).strip()}"
+        )
+
+    def _query_error(
+        self,
+        exc: BaseException,
+        sqlstate: str | None,
+        cls: type[QueryError] | None = None,
+    ) -> QueryError:
+        # ``cls`` lets a backend pick the class when the SQLSTATE alone cannot (MySQL reports
+        # lock-wait and statement timeouts as HY000/70100).
+        cls = cls or error_class_for_sqlstate(sqlstate)
+        code = f" [SQLSTATE {sqlstate}]" if sqlstate else ""
+        return cls(f"{self._redact(str(exc)).strip()}{code}", sqlstate=sqlstate)
+
+    def _health_ok(self, latency_ms: float, pool_info: dict[str, Any]) -> HealthResult:
+        return evaluate_health(
+            latency_ms,
+            pool_info,
+            self.health_thresholds,
+            details={"backend": self.backend_name, "url": self._masked_url},
+        )
+
+    def _health_failed(self, exc: BaseException, latency_ms: float) -> HealthResult:
+        reason = (
+            self._redact(str(exc)).strip().splitlines()[0]
+            if str(exc).strip()
+            else type(exc).__name__
+        )
+        return HealthResult(
+            HealthStatus.UNHEALTHY,
+            f"database unreachable: {reason}",
+            latency_ms,
+            {"backend": self.backend_name, "url": self._masked_url, "error": type(exc).__name__},
+        )
+
+
+def forget_active(var: ContextVar[Any], token: Token[Any], conn: Any) -> None:
+    """Undo ``var.set()`` of a transaction's ``__enter__`` from another Context.
+
+    FastAPI runs a sync generator dependency's ``__enter__`` and ``__exit__`` in two threadpool
+    calls, each in its own copy of the context, and ``reset()`` refuses a token from another
+    Context. The connection must still be given back, and the exiting context must not keep
+    pointing at it (a later ``transaction()`` there would join a returned connection).
+
+    The transactions' ``__exit__`` try ``var.reset(token)`` first (the common case) and come here
+    only when it raised ``ValueError``.
+    """
+    current = var.get()
+    if current is not None and current[0] is conn:
+        var.set(None if token.old_value is Token.MISSING else token.old_value)
