@@ -9,14 +9,13 @@ import pytest
 from psycopg import IsolationLevel
 
 from structum_lab.plugins.database import QueryError
-from structum_lab.plugins.database.postgres._common import (
+from structum_lab.plugins.database.postgres._queries import (
     _MAPPING_SQL,
     _SEQUENCE_SQL,
     plan_query,
     prepare_query,
-    savepoint_name,
-    tx_plan,
 )
+from structum_lab.plugins.database.postgres._transactions import savepoint_name, tx_plan
 
 
 def test_psycopg_positional_passes_through_untouched() -> None:

@@ -17,11 +17,8 @@ from structum_lab.plugins.database import (
     StatementTimeoutError,
 )
 from structum_lab.plugins.database.sqlalchemy import SQLAlchemyDatabase
-from structum_lab.plugins.database.sqlalchemy._common import (
-    MYSQL_ERRORS,
-    classify_error,
-    transaction_setup,
-)
+from structum_lab.plugins.database.sqlalchemy._errors import MYSQL_ERRORS, classify_error
+from structum_lab.plugins.database.sqlalchemy._transactions import transaction_setup
 
 SECRET = "pw-n0t-in-messages"
 

@@ -15,7 +15,7 @@ from structum_lab.plugins.database.sqlalchemy import (
     PoolTimeoutError,
     SQLAlchemyDatabase,
 )
-from structum_lab.plugins.database.sqlalchemy._common import driver_hint, resolve_url
+from structum_lab.plugins.database.sqlalchemy._urls import driver_hint, resolve_url
 
 SECRET = "s3cr3t-pw"
 

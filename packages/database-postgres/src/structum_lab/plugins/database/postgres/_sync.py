@@ -3,7 +3,8 @@
 """``PostgresDatabase`` over ``psycopg_pool.ConnectionPool``.
 
 This file is the source of both twins: ``_sync.py`` is generated from it by
-``tools/async_to_sync.py``. What does not wait on the network is shared in ``_common.py``.
+``tools/async_to_sync.py``. What does not wait on the network is shared in ``_base.py``,
+``_queries.py`` and ``_transactions.py``.
 """
 
 from __future__ import annotations
@@ -24,21 +25,9 @@ from structum_lab.plugins.database.base import SyncDatabaseBase
 from structum_lab.plugins.database.interfaces import Connection, Params, Result, Row
 from structum_lab.plugins.database.results import BufferedResult
 
-from ._common import (
-    IDLE,
-    INERROR,
-    PUBLIC_MODULE,
-    ConnectMonitor,
-    PostgresCommon,
-    TxPlan,
-    is_no_rows,
-    logger,
-    plan_batch,
-    prepare_query,
-    returned_error,
-    savepoint_name,
-    tx_plan,
-)
+from ._base import IDLE, INERROR, PUBLIC_MODULE, ConnectMonitor, PostgresCommon, logger
+from ._queries import plan_batch, prepare_query
+from ._transactions import TxPlan, is_no_rows, returned_error, savepoint_name, tx_plan
 
 __all__ = ["PostgresConnection", "PostgresDatabase", "PostgresResult"]
 

@@ -16,7 +16,8 @@ except ModuleNotFoundError as _exc:  # pragma: no cover - exercised without sqla
     ) from _exc
 
 from ._async import AsyncSQLAlchemyConnection, AsyncSQLAlchemyDatabase
-from ._common import PoolTimeoutError, SQLAlchemyAsyncResult, SQLAlchemyResult
+from ._errors import PoolTimeoutError
+from ._results import SQLAlchemyAsyncResult, SQLAlchemyResult
 from ._sync import SQLAlchemyConnection, SQLAlchemyDatabase
 from ._version import __version__
 

@@ -4,7 +4,7 @@
 
 This file is the source of both twins: ``_sync.py`` is generated from it by
 ``tools/async_to_sync.py``. Every rule (URLs, pool, parameters, errors, transaction options) is in
-``_common.py``; the twins only differ in waiting.
+``_base.py`` and its sibling modules; the twins only differ in waiting.
 """
 
 from __future__ import annotations
@@ -24,13 +24,11 @@ from structum_lab.plugins.database.errors import DatabaseClosedError
 from structum_lab.plugins.database.interfaces import Connection, Params, Result
 from structum_lab.plugins.database.results import BufferedResult
 
-from ._common import (
-    _RESTORE,
-    SQLAlchemyResult,
-    SQLAlchemyState,
-    error_cause,
-    savepoint_name,
-)
+from ._base import SQLAlchemyState
+from ._errors import error_cause
+from ._events import _RESTORE
+from ._results import SQLAlchemyResult
+from ._transactions import savepoint_name
 
 __all__ = ["SQLAlchemyConnection", "SQLAlchemyDatabase"]
 

@@ -1,24 +1,21 @@
-"""What PostgresDatabase and AsyncPostgresDatabase share: settings, state and checks.
+"""What ``PostgresDatabase`` and ``AsyncPostgresDatabase`` share: settings, state and checks.
 
-psycopg_pool keeps the logic of its sync and async pools in one place; we do the same: everything
-that does not wait on the network lives here once (settings, URL checks, parameter conversion,
-transaction options, idle validation policy, error translation, pool statistics). The twins in
-``_sync.py`` and ``_async.py`` only sequence the I/O calls.
+psycopg_pool keeps the logic of its sync and async pools in one place; so do we: everything that
+does not wait on the network lives here once (settings, URL checks, idle validation policy, error
+translation, pool statistics). The twins (``_async.py``, the source, and the generated
+``_sync.py``) only sequence the I/O calls. Parameter conversion is in ``_queries.py``, transaction
+options in ``_transactions.py``.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import chain
-from operator import itemgetter
-from typing import Any, ClassVar, NamedTuple
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import psycopg
-from psycopg import IsolationLevel
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
@@ -32,7 +29,6 @@ from structum_lab.plugins.database.errors import (
     QueryError,
 )
 from structum_lab.plugins.database.health import HealthThresholds
-from structum_lab.plugins.database.params import convert_dollar_numeric, convert_named
 from structum_lab.plugins.database.secrets import mask_url, redact
 
 __all__ = [
@@ -41,12 +37,10 @@ __all__ = [
     "PUBLIC_MODULE",
     "ConnectMonitor",
     "PostgresCommon",
-    "TxPlan",
-    "plan_batch",
-    "plan_query",
-    "prepare_query",
-    "tx_plan",
+    "logger",
+    "normalize_url",
 ]
+
 
 PUBLIC_MODULE = "structum_lab.plugins.database.postgres"
 
@@ -54,229 +48,6 @@ logger = logging.getLogger("structum_lab.plugins.database.postgres")
 
 IDLE = TransactionStatus.IDLE
 INERROR = TransactionStatus.INERROR
-
-# --------------------------------------------------------------------------------------------
-# Parameters
-# --------------------------------------------------------------------------------------------
-
-# sql -> sql for mappings; sql -> (sql, order) for sequences. Plain dicts: the hot path of a
-# repeated statement is one lookup. Bounded by clearing, which only costs re-conversion.
-_MAPPING_SQL: dict[str, str] = {}
-_SEQUENCE_SQL: dict[str, tuple[str, tuple[int, ...] | None]] = {}
-_CACHE_LIMIT = 4096
-
-
-def _mapping_sql(sql: str) -> str:
-    converted = _MAPPING_SQL.get(sql)
-    if converted is None:
-        # psycopg's own %(name)s passes through untouched; anything else is portable :name SQL,
-        # whose literal % signs must be doubled for psycopg.
-        converted = sql if "%(" in sql else convert_named(sql, "pyformat").sql
-        if len(_MAPPING_SQL) >= _CACHE_LIMIT:
-            _MAPPING_SQL.clear()
-        _MAPPING_SQL[sql] = converted
-    return converted
-
-
-def _sequence_sql(sql: str) -> tuple[str, tuple[int, ...] | None]:
-    entry = _SEQUENCE_SQL.get(sql)
-    if entry is None:
-        converted = convert_dollar_numeric(sql) if "$" in sql else None
-        if converted is None or not converted.names:
-            entry = (sql, None)  # psycopg's own %s
-        else:
-            order = tuple(int(n) for n in converted.names)
-            # $1, $2, ... in order needs no rearranging of the caller's sequence.
-            entry = (converted.sql, None if order == tuple(range(len(order))) else order)
-        if len(_SEQUENCE_SQL) >= _CACHE_LIMIT:
-            _SEQUENCE_SQL.clear()
-        _SEQUENCE_SQL[sql] = entry
-    return entry
-
-
-def plan_query(sql: Any, params: Any) -> tuple[Any, tuple[int, ...] | None]:
-    """Return ``(sql for psycopg, order)`` for ``params``' kind; ``order`` rearranges a sequence.
-
-    ``%s`` / ``%(name)s`` pass through; ``:name`` with a mapping and ``$1`` with a sequence are
-    rewritten. Non-string queries (``psycopg.sql.SQL``, bytes) are psycopg's business.
-    """
-    if type(sql) is not str:
-        return sql, None
-    kind = type(params)
-    if kind is dict:
-        return _mapping_sql(sql), None
-    if kind is tuple or kind is list:
-        return _sequence_sql(sql)
-    if isinstance(params, Mapping):
-        return _mapping_sql(sql), None
-    if isinstance(params, Sequence) and not isinstance(params, (str, bytes)):
-        return _sequence_sql(sql)
-    raise TypeError(
-        f"query parameters must be a mapping (for :name or %(name)s) or a sequence "
-        f"(for %s or $1), got {type(params).__name__}"
-    )
-
-
-def plan_batch(sql: Any, params_seq: Iterable[Any]) -> tuple[Any, Iterable[Any]] | None:
-    """Return ``(sql for psycopg, parameter sets)`` for ``executemany``, or None when empty.
-
-    Shared by both twins. Portable ``:name`` SQL with mappings is sent as ``%s`` with tuples:
-    psycopg's per-row work on tuples is measurably cheaper than on ``%(name)s`` dicts, and the
-    conversion is done once per batch.
-    """
-    rows = iter(params_seq)
-    first = next(rows, None)
-    if first is None:
-        return None
-    batch: Iterable[Any] = chain((first,), rows)
-    if type(sql) is str and isinstance(first, Mapping) and "%(" not in sql:
-        converted = convert_named(sql, "format")
-        if converted.names:
-            return converted.sql, _as_tuples(batch, tuple(str(n) for n in converted.names))
-    query, order = plan_query(sql, first)
-    if order is not None:
-        batch = (reorder(p, order) for p in batch)
-    return query, batch
-
-
-def _as_tuples(batch: Iterable[Mapping[str, Any]], names: tuple[str, ...]) -> Iterator[Any]:
-    pick = itemgetter(*names)
-    single = len(names) == 1
-    for params in batch:
-        try:
-            values = pick(params)
-        except KeyError as exc:
-            raise QueryError(
-                f"the statement uses :{exc.args[0]} but a parameter set has no such key "
-                f"(keys: {', '.join(sorted(map(str, params))) or 'none'})"
-            ) from None
-        yield (values,) if single else values
-
-
-def reorder(params: Any, order: tuple[int, ...]) -> list[Any]:
-    """Arrange ``params`` for ``$n`` placeholders that psycopg sees as ``%s`` in SQL order."""
-    try:
-        return [params[i] for i in order]
-    except IndexError:
-        raise QueryError(
-            f"the statement uses ${max(order) + 1} but only {len(params)} parameters were given"
-        ) from None
-
-
-def prepare_query(sql: Any, params: Any) -> tuple[Any, Any]:
-    """Return the statement and parameters to hand to psycopg (``params`` may be None)."""
-    if type(params) is dict and type(sql) is str:
-        # The common case (seed §3: ``:name`` with a dict) on every execute(): one cache lookup.
-        converted = _MAPPING_SQL.get(sql)
-        return (_mapping_sql(sql) if converted is None else converted), params
-    if params is None:
-        return sql, None
-    query, order = plan_query(sql, params)
-    if order is not None:
-        params = reorder(params, order)
-    return query, params
-
-
-# --------------------------------------------------------------------------------------------
-# Transaction options
-# --------------------------------------------------------------------------------------------
-
-_ISOLATION_LEVELS = {
-    "READ UNCOMMITTED": IsolationLevel.READ_UNCOMMITTED,
-    "READ COMMITTED": IsolationLevel.READ_COMMITTED,
-    "REPEATABLE READ": IsolationLevel.REPEATABLE_READ,
-    "SERIALIZABLE": IsolationLevel.SERIALIZABLE,
-}
-_TX_OPTIONS = ("isolation_level", "read_only", "timeout", "pipeline")
-
-
-class TxPlan(NamedTuple):
-    """What ``transaction(**options)`` asks of a fresh connection."""
-
-    isolation: IsolationLevel | None
-    read_only: bool
-    timeout_sql: str | None
-    pipeline: bool
-
-    @property
-    def begin_sql(self) -> bytes:
-        """The explicit BEGIN of a pipelined transaction (options included)."""
-        sql = "BEGIN"
-        if self.isolation is not None:
-            sql += " ISOLATION LEVEL " + self.isolation.name.replace("_", " ")
-        if self.read_only:
-            sql += " READ ONLY"
-        return sql.encode()
-
-
-def _isolation(value: Any) -> IsolationLevel | None:
-    if value is None or isinstance(value, IsolationLevel):
-        return value
-    key = " ".join(str(value).replace("_", " ").replace("-", " ").upper().split())
-    try:
-        return _ISOLATION_LEVELS[key]
-    except KeyError:
-        allowed = ", ".join(repr(k) for k in _ISOLATION_LEVELS)
-        raise ValueError(f"unknown isolation_level {value!r}; use one of {allowed}") from None
-
-
-def tx_plan(options: Mapping[str, Any]) -> TxPlan:
-    """Check ``transaction()`` options before any connection is checked out.
-
-    Raises:
-        TypeError: An option this backend does not know.
-        ValueError: A value out of range (an unknown isolation level, a timeout <= 0).
-    """
-    unknown = set(options) - set(_TX_OPTIONS)
-    if unknown:
-        raise TypeError(
-            f"unknown transaction option(s) {', '.join(sorted(unknown))}; PostgreSQL "
-            f"transactions accept {', '.join(_TX_OPTIONS)}"
-        )
-    timeout = options.get("timeout")
-    timeout_sql = None
-    if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-        timeout_sql = f"SET LOCAL statement_timeout = {max(1, round(timeout * 1000))}"
-    return TxPlan(
-        _isolation(options.get("isolation_level")),
-        bool(options.get("read_only")),
-        timeout_sql,
-        bool(options.get("pipeline")),
-    )
-
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-
-
-def savepoint_name(name: str | None, counter: int) -> str:
-    """A savepoint name: ``structum_sp_<n>`` by default, else a checked identifier."""
-    if name is None:
-        return f"structum_sp_{counter}"
-    if not _IDENTIFIER.fullmatch(name):
-        raise ValueError(
-            f"savepoint name {name!r} must be a plain identifier (letters, digits, underscore)"
-        )
-    return name
-
-
-def returned_error() -> DatabaseError:
-    """The error for using a connection after it went back to the pool."""
-    return DatabaseError(
-        "this connection was already given back to the pool (its transaction() block ended or "
-        "close() was called); open a new transaction() or get_connection()"
-    )
-
-
-def is_no_rows(exc: BaseException) -> bool:
-    """True when psycopg refused a fetch because the statement produced no result set."""
-    return isinstance(exc, psycopg.ProgrammingError) and "didn't produce" in str(exc)
-
-
-# --------------------------------------------------------------------------------------------
-# Connection attempts
-# --------------------------------------------------------------------------------------------
 
 
 class ConnectMonitor:
@@ -297,11 +68,6 @@ class ConnectMonitor:
 
     def failed(self, exc: BaseException) -> None:
         self.last_error = exc
-
-
-# --------------------------------------------------------------------------------------------
-# The shared database state
-# --------------------------------------------------------------------------------------------
 
 
 def normalize_url(url: str, owner: str) -> tuple[str, dict[str, Any]]:

@@ -1,0 +1,355 @@
+"""What ``SQLAlchemyDatabase`` and ``AsyncSQLAlchemyDatabase`` share: settings, engine, state.
+
+The twins (``_async.py``, the source, and the generated ``_sync.py``) only sequence the I/O
+calls; URLs are in ``_urls.py``, errors in ``_errors.py``, transaction options in
+``_transactions.py``, results in ``_results.py`` and pool events in ``_events.py``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import sqlalchemy.exc as sa_exc
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool, StaticPool
+
+from structum_lab.plugins.database.base import DatabaseState
+from structum_lab.plugins.database.errors import (
+    ConfigurationError,
+    DatabaseError,
+    DatabaseUnavailableError,
+    IntegrityError,
+    QueryError,
+)
+from structum_lab.plugins.database.health import HealthThresholds
+from structum_lab.plugins.database.interfaces import Params
+from structum_lab.plugins.database.params import adapt_params, convert_named
+
+from ._errors import _UNAVAILABLE_STATES, PoolTimeoutError, classify_error, error_cause
+from ._events import (
+    _CheckoutCounter,
+    _install_idle_ping,
+    _install_sqlite_transactions,
+    _restore_session,
+    ping_ok,
+)
+from ._transactions import TransactionSetup, transaction_setup
+from ._urls import _is_memory_sqlite, driver_hint, resolve_url
+
+__all__ = ["SQLAlchemyState"]
+
+
+def _setting(name: str, value: Any, kind: type, minimum: float) -> Any:
+    ok = isinstance(value, kind) or (kind is float and isinstance(value, int))
+    if not ok or isinstance(value, bool) or value < minimum:
+        wanted = "an integer" if kind is int else "a number"
+        raise ConfigurationError(f"{name} must be {wanted} >= {minimum:g}, got {value!r}", key=name)
+    return value
+
+
+def _thresholds(value: HealthThresholds | Mapping[str, float] | None) -> HealthThresholds | None:
+    if value is None or isinstance(value, HealthThresholds):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return HealthThresholds(**dict(value))
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"health_thresholds: {exc}; known keys: degraded_latency_ms, degraded_pool_usage",
+                key="health_thresholds",
+            ) from None
+    raise ConfigurationError(
+        f"health_thresholds must be a HealthThresholds or a table, got {type(value).__name__}",
+        key="health_thresholds",
+    )
+
+
+class SQLAlchemyState(DatabaseState):
+    """Constructor, engine, pool statistics, parameter handling and error translation.
+
+    Shared by :class:`SQLAlchemyDatabase` and :class:`AsyncSQLAlchemyDatabase` (it comes first in
+    their MRO, before the core sync/async base).
+    """
+
+    backend_name = "sqlalchemy"
+    #: keys of other backends' configuration understood here (``timeout`` of PostgresDatabase).
+    config_aliases: ClassVar[dict[str, str]] = {"timeout": "pool_timeout"}
+    _is_async: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        pool_timeout: float = 30.0,
+        pool_recycle: int = 3600,
+        echo: bool = False,
+        pool_pre_ping: bool = True,
+        pre_ping_idle_seconds: float = 0.5,
+        name: str | None = None,
+        health_thresholds: HealthThresholds | Mapping[str, float] | None = None,
+        **engine_options: Any,
+    ) -> None:
+        """Create the engine and its pool (connections are opened on first use).
+
+        Args:
+            url: Database URL. ``postgresql://`` uses psycopg 3, ``mysql://``/``mariadb://``
+                PyMySQL (sync) or aiomysql (async), ``sqlite://`` sqlite3 or aiosqlite; an
+                explicit ``+driver`` is kept.
+            pool_size: Connections kept open in the pool.
+            max_overflow: Extra connections allowed under load (-1: no limit).
+            pool_timeout: Seconds to wait for a free connection before ``PoolTimeoutError``.
+            pool_recycle: Replace connections older than this many seconds (-1: never).
+            echo: Log every SQL statement (SQLAlchemy's ``echo``).
+            pool_pre_ping: Test a pooled connection before use when it has been idle longer than
+                ``pre_ping_idle_seconds``, replacing it transparently if the server dropped it.
+            pre_ping_idle_seconds: Idle time after which a connection is tested on checkout.
+            name: Name shown in logs and health output (defaults to the masked URL).
+            health_thresholds: When a reachable database counts as DEGRADED.
+            **engine_options: Further ``sqlalchemy.create_engine`` arguments
+                (``connect_args``, ``pool_use_lifo``, ``poolclass``, ``isolation_level``...).
+
+        Raises:
+            ConfigurationError: Invalid URL, unknown scheme, missing driver (the message is the
+                ``pip install`` command) or an engine option SQLAlchemy rejects.
+        """
+        text_url = url.render_as_string(hide_password=False) if isinstance(url, URL) else url
+        super().__init__(text_url, name=name, health_thresholds=_thresholds(health_thresholds))
+        if not isinstance(text_url, str) or not text_url.strip():
+            raise ConfigurationError("url must be a non-empty database URL string", key="url")
+        pool_size = _setting("pool_size", pool_size, int, 1)
+        max_overflow = _setting("max_overflow", max_overflow, int, -1)
+        self._pool_timeout = float(_setting("pool_timeout", pool_timeout, float, 0))
+        pool_recycle = _setting("pool_recycle", pool_recycle, int, -1)
+        idle = float(_setting("pre_ping_idle_seconds", pre_ping_idle_seconds, float, 0))
+
+        sa_url = resolve_url(text_url.strip(), is_async=self._is_async)
+        backend = sa_url.get_backend_name()
+        kwargs = dict(engine_options)
+        kwargs["echo"] = echo
+        # We validate idle connections ourselves (_install_idle_ping); SQLAlchemy's pre-ping
+        # would cost a round trip on every checkout.
+        kwargs["pool_pre_ping"] = False
+        poolclass = kwargs.get("poolclass")
+        if _is_memory_sqlite(sa_url) and poolclass is None:
+            # Every connection to ":memory:" is a separate, empty database. One connection,
+            # handed to one transaction at a time, makes the pool behave like a real server.
+            poolclass = AsyncAdaptedQueuePool if self._is_async else QueuePool
+            kwargs["poolclass"] = poolclass
+            pool_size, max_overflow, pool_recycle = 1, 0, -1
+            connect_args = dict(kwargs.get("connect_args") or {})
+            connect_args.setdefault("check_same_thread", False)
+            kwargs["connect_args"] = connect_args
+        queue_pool = poolclass is None or (
+            isinstance(poolclass, type) and issubclass(poolclass, QueuePool)
+        )
+        if queue_pool:
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
+            kwargs["pool_timeout"] = self._pool_timeout
+        kwargs["pool_recycle"] = pool_recycle
+        self._pool_size = pool_size
+        self._max_overflow = max_overflow
+        self._engine_any = self._create_engine(sa_url, kwargs)
+        sync_engine: Engine = getattr(self._engine_any, "sync_engine", self._engine_any)
+        self._sync_engine = sync_engine
+        self.dialect_name: str = backend
+        """``postgresql``, ``mysql``, ``mariadb``, ``sqlite``, ..."""
+
+        if pool_pre_ping:
+            _install_idle_ping(sync_engine, idle, self._masked_url)
+        event.listen(sync_engine, "reset", _restore_session)
+        if backend == "sqlite" and engine_options.get("isolation_level") != "AUTOCOMMIT":
+            _install_sqlite_transactions(sync_engine)
+        self._counter = (
+            None if isinstance(sync_engine.pool, QueuePool) else (_CheckoutCounter(sync_engine))
+        )
+        self._paramstyle: Any = sync_engine.dialect.paramstyle
+        # MySQL/MariaDB read backslash escapes in every literal (unless NO_BACKSLASH_ESCAPES).
+        self._backslash_escapes = self.dialect_name in ("mysql", "mariadb")
+        self._acquiring: deque[None] = deque()
+
+    def _create_engine(self, url: URL, kwargs: dict[str, Any]) -> Any:
+        from sqlalchemy import create_engine  # noqa: PLC0415
+        from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
+
+        try:
+            if self._is_async:
+                return create_async_engine(url, **kwargs)
+            return create_engine(url, **kwargs)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or str(exc)
+            raise ConfigurationError(
+                f"the driver {missing!r} needed by {self._masked_url!r} is not installed; "
+                f"run: {driver_hint(missing)}",
+                key="url",
+            ) from exc
+        except (TypeError, sa_exc.ArgumentError, sa_exc.InvalidRequestError) as exc:
+            raise ConfigurationError(
+                f"invalid engine option for {self._masked_url!r}: {self._redact(str(exc))}",
+                key="options",
+            ) from exc
+
+    # -- pool ---------------------------------------------------------------------------------
+    def get_pool_info(self) -> dict[str, Any]:
+        """Pool statistics.
+
+        Returns:
+            ``checked_out`` (in use), ``available`` (open and idle), ``total`` (open),
+            ``overflow`` (open beyond ``size``), ``max`` (most connections the pool will open;
+            None when unlimited), ``size`` (``pool_size``) and ``waiting`` (callers blocked
+            for a connection).
+        """
+        pool = self._sync_engine.pool
+        if isinstance(pool, QueuePool):
+            idle = pool.checkedin()
+            out = pool.checkedout()
+            size = pool.size()
+            limit: int | None = size + self._max_overflow if self._max_overflow >= 0 else None
+        else:
+            out = self._counter.value if self._counter is not None else 0
+            idle = 1 if isinstance(pool, StaticPool) and out == 0 else 0
+            size = 1 if isinstance(pool, StaticPool) else 0
+            limit = 1 if isinstance(pool, StaticPool) else None
+        total = idle + out
+        # A caller in checkout is waiting only if no idle connection or free slot can serve it.
+        room = idle + (limit - total if limit is not None else len(self._acquiring))
+        return {
+            "checked_out": out,
+            "available": idle,
+            "total": total,
+            "overflow": max(0, total - size),
+            "max": limit,
+            "size": size,
+            "waiting": max(0, len(self._acquiring) - max(room, 0)),
+        }
+
+    # -- statements ---------------------------------------------------------------------------
+    def _prepare(self, sql: str, params: Params) -> tuple[str, Any]:
+        """Convert ``:name`` placeholders to the driver's style and arrange ``params``.
+
+        A mapping (or None) means ``:name`` placeholders; a sequence is handed to the driver as
+        is, for its native positional placeholders.
+        """
+        if params is None or isinstance(params, Mapping):
+            converted = convert_named(sql, self._paramstyle, self._backslash_escapes)
+            if converted.positional:
+                try:
+                    return converted.sql, tuple(adapt_params(converted, params or {}))
+                except KeyError as exc:
+                    raise self._missing_param(exc) from None
+            return converted.sql, (params if isinstance(params, dict) else dict(params or {}))
+        if isinstance(params, (str, bytes)):
+            raise TypeError("params must be a mapping (for :name) or a sequence, not a string")
+        return sql, tuple(params)
+
+    def _prepare_many(self, sql: str, params_seq: Iterable[Params]) -> tuple[str, list[Any]]:
+        batch = list(params_seq)
+        if not batch:
+            return sql, []
+        if all(p is None or isinstance(p, Mapping) for p in batch):
+            converted = convert_named(sql, self._paramstyle, self._backslash_escapes)
+            rows: list[Any]
+            try:
+                if converted.positional:
+                    rows = [tuple(adapt_params(converted, p or {})) for p in batch]
+                else:
+                    rows = [p if isinstance(p, dict) else dict(p or {}) for p in batch]
+            except KeyError as exc:
+                raise self._missing_param(exc) from None
+            return converted.sql, rows
+        return sql, [tuple(p) for p in batch if isinstance(p, Sequence)]
+
+    @staticmethod
+    def _missing_param(exc: KeyError) -> QueryError:
+        name = exc.args[0] if exc.args else "?"
+        return QueryError(f"the statement uses :{name} but params has no value for {name!r}")
+
+    def _check_options(self, options: dict[str, Any]) -> None:
+        """Reject bad ``transaction()`` options before a connection is checked out."""
+        unknown = set(options) - {"isolation_level", "read_only", "timeout"}
+        if unknown:
+            raise TypeError(
+                f"transaction() got unknown option(s) {', '.join(sorted(unknown))} for "
+                f"{type(self).__name__}; it takes isolation_level, read_only, timeout"
+            )
+        timeout = options.get("timeout")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+        ):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+
+    def _setup_for(self, options: dict[str, Any]) -> TransactionSetup:
+        """The statements for ``options``.
+
+        Call it with a connection checked out: MariaDB and MySQL are told apart only once the
+        dialect has seen the server.
+        """
+        self._check_options(options)
+        return transaction_setup(
+            self.dialect_name,
+            bool(getattr(self._sync_engine.dialect, "is_mariadb", False)),
+            options.get("isolation_level"),
+            bool(options.get("read_only", False)),
+            options.get("timeout"),
+        )
+
+    # -- health -------------------------------------------------------------------------------
+    def _probe_pooled(self) -> None:
+        """Check a pooled connection out, ping it, give it back: the body of both ``_probe()``.
+
+        Plain blocking code on the sync engine and its pool's DBAPI connection (no ``Connection``
+        object: a ping needs no transaction bookkeeping). The async twin runs it whole inside
+        one ``greenlet_spawn``, so a health check costs one greenlet instead of three
+        (``connect()`` + ``run_sync()`` + ``close()``), which kept it above 2x a bare round trip.
+
+        Raises:
+            PoolTimeoutError: No connection became free in time.
+            DatabaseUnavailableError: The server cannot be reached or did not answer the ping.
+        """
+        self._acquiring.append(None)
+        try:
+            pooled = self._sync_engine.raw_connection()
+        except Exception as exc:
+            raise self._translate(exc, connecting=True) from error_cause(exc)
+        finally:
+            self._acquiring.pop()
+        try:
+            # The dialect's ping: one round trip, no transaction (psycopg sends an empty query).
+            ping_ok(self._sync_engine.dialect, pooled.dbapi_connection)
+        except Exception as exc:
+            pooled.invalidate()  # a connection that failed its ping must not go back to the pool
+            raise self._unavailable_error(exc) from exc
+        finally:
+            pooled.close()
+
+    # -- errors -------------------------------------------------------------------------------
+    def _translate(self, exc: BaseException, *, connecting: bool = False) -> Exception:
+        """Turn a SQLAlchemy/driver exception into the Structum error for it."""
+        if isinstance(exc, DatabaseError):
+            return exc
+        if isinstance(exc, sa_exc.TimeoutError):
+            return self._pool_timeout_error(
+                self._pool_timeout, self.get_pool_info(), cls=PoolTimeoutError
+            )
+        orig = error_cause(exc)
+        if connecting:
+            return self._unavailable_error(orig)
+        if isinstance(exc, sa_exc.DBAPIError):
+            if exc.connection_invalidated:
+                return self._unavailable_error(orig)
+            sqlstate, cls = classify_error(orig)
+            if sqlstate and (sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_STATES):
+                return self._unavailable_error(orig)
+            if cls is None and sqlstate is None and isinstance(exc, sa_exc.IntegrityError):
+                cls = IntegrityError
+            return self._query_error(orig, sqlstate, cls)
+        if isinstance(exc, sa_exc.PendingRollbackError):
+            return DatabaseUnavailableError(
+                f"the connection to {self._masked_url!r} was lost in this transaction; "
+                f"roll back and retry: {self._redact(str(exc)).splitlines()[0]}"
+            )
+        return self._query_error(orig, None)

@@ -1,0 +1,101 @@
+"""URLs and drivers: scheme aliases, default drivers for each twin, install hints."""
+
+from __future__ import annotations
+
+import sqlalchemy.exc as sa_exc
+from sqlalchemy.engine import URL, make_url
+
+from structum_lab.plugins.database.errors import (
+    ConfigurationError,
+)
+from structum_lab.plugins.database.secrets import mask_url
+
+__all__ = ["SUPPORTED_SCHEMES", "driver_hint", "resolve_url"]
+
+_DIST = "structum-database-sqlalchemy"
+
+
+# scheme -> (sync driver, async driver) used when the URL names none.
+_DEFAULT_DRIVERS: dict[str, tuple[str, str]] = {
+    "postgresql": ("psycopg", "psycopg"),
+    "mysql": ("pymysql", "aiomysql"),
+    "mariadb": ("pymysql", "aiomysql"),
+    "sqlite": ("pysqlite", "aiosqlite"),
+}
+_SCHEME_ALIASES = {"postgres": "postgresql"}
+# importable driver module -> extra of structum-database-sqlalchemy that installs it
+_DRIVER_EXTRAS = {
+    "psycopg": "postgresql",
+    "psycopg_binary": "postgresql",
+    "pymysql": "mysql",
+    "aiomysql": "mysql",
+    "aiosqlite": "sqlite-async",
+}
+SUPPORTED_SCHEMES = (
+    "postgresql:// (or postgres://), mysql://, mariadb://, sqlite://; or any SQLAlchemy URL that "
+    "names its driver, e.g. mssql+pyodbc://, oracle+oracledb://"
+)
+
+
+def driver_hint(module: str) -> str:
+    """The command that installs the DBAPI driver ``module`` (e.g. ``pymysql``)."""
+    top = module.split(".", maxsplit=1)[0]
+    extra = _DRIVER_EXTRAS.get(top)
+    if extra:
+        return f'pip install "{_DIST}[{extra}]"'
+    if top == "sqlite3":
+        return "a Python built with the sqlite3 module (install your OS's libsqlite3 development files and rebuild Python)"  # noqa: E501
+    return f"pip install {top}"
+
+
+def resolve_url(url: str, *, is_async: bool) -> URL:
+    """Parse ``url`` and pick the driver Structum uses for its scheme.
+
+    ``postgresql://`` gets psycopg 3 (sync and async), ``mysql://``/``mariadb://`` PyMySQL (sync)
+    or aiomysql (async), ``sqlite://`` sqlite3 (sync) or aiosqlite (async). A ``+driver`` in the
+    URL is kept.
+
+    Raises:
+        ConfigurationError: The URL cannot be parsed, its scheme is unknown, or its driver does not
+            match the sync/async flavour of the database class.
+    """
+    try:
+        parsed = make_url(url)
+    except (sa_exc.ArgumentError, ValueError, TypeError):
+        raise ConfigurationError(
+            f"cannot parse the database URL {mask_url(url)!r}; expected "
+            "dialect[+driver]://user:password@host:port/dbname, e.g. "
+            "postgresql://app:secret@localhost:5432/app",
+            key="url",
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    backend = _SCHEME_ALIASES.get(backend, backend)
+    if not driver and backend in _DEFAULT_DRIVERS:
+        driver = _DEFAULT_DRIVERS[backend][1 if is_async else 0]
+    parsed = parsed.set(drivername=f"{backend}+{driver}" if driver else backend)
+    try:
+        dialect_cls = parsed.get_dialect()
+    except sa_exc.NoSuchModuleError:
+        raise ConfigurationError(
+            f"unsupported database URL scheme {parsed.drivername!r} in {mask_url(url)!r}; "
+            f"supported: {SUPPORTED_SCHEMES}",
+            key="url",
+        ) from None
+    if is_async:
+        dialect_cls = dialect_cls.get_async_dialect_cls(parsed)
+    if bool(getattr(dialect_cls, "is_async", False)) != is_async:
+        other = "SQLAlchemyDatabase" if not is_async else "AsyncSQLAlchemyDatabase"
+        flavour = "an asyncio" if not is_async else "a blocking"
+        raise ConfigurationError(
+            f"the driver of {mask_url(url)!r} ({parsed.drivername}) is {flavour} driver; use "
+            f"{'AsyncSQLAlchemyDatabase' if not is_async else 'SQLAlchemyDatabase'} with it, or "
+            f"a URL without '+driver' so that {other} picks a matching one",
+            key="url",
+        )
+    return parsed
+
+
+def _is_memory_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and (
+        url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+    )
