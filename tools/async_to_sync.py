@@ -87,6 +87,7 @@ class Twin:
 
 
 TWINS: list[Twin] = [
+    Twin(f"{_CORE}/_interfaces_async.py", f"{_CORE}/_interfaces_sync.py"),
     Twin(f"{_CORE}/_base_async.py", f"{_CORE}/_base_sync.py"),
     Twin(f"{_PG}/_async.py", f"{_PG}/_sync.py"),
     Twin(f"{_SA}/_async.py", f"{_SA}/_sync.py"),

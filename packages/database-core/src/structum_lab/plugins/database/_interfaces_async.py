@@ -1,0 +1,178 @@
+"""The public interfaces of the backends; ``_interfaces_sync.py`` is generated from this file.
+
+Only ``transaction()`` and ``health_check()`` are abstract, so an application's own database class
+(a test double, an adapter) needs just those two. Rows are plain ``dict[str, Any]``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any
+
+from typing_extensions import Self
+
+from ._types import PUBLIC_MODULE, Params, Row
+from .health import HealthResult
+
+__all__ = ["AsyncConnection", "AsyncDatabaseInterface", "AsyncResult"]
+
+
+class AsyncResult(ABC):
+    """The outcome of one statement: rows (if any) and ``rowcount``."""
+
+    __module__ = PUBLIC_MODULE
+
+    @property
+    @abstractmethod
+    def rowcount(self) -> int:
+        """Rows affected by INSERT/UPDATE/DELETE (or returned, where the driver counts them)."""
+
+    @abstractmethod
+    async def fetchone(self) -> Row | None:
+        """Return the next row, or None when there are no more."""
+
+    @abstractmethod
+    async def fetchmany(self, size: int | None = None) -> list[Row]:
+        """Return up to ``size`` further rows (the driver's arraysize when None)."""
+
+    @abstractmethod
+    async def fetchall(self) -> list[Row]:
+        """Return every remaining row."""
+
+    async def scalar(self) -> Any:
+        """Return the first column of the next row, or None when there is no row."""
+        row = await self.fetchone()
+        return None if row is None else next(iter(row.values()), None)
+
+    async def __aiter__(self) -> AsyncIterator[Row]:
+        while (row := await self.fetchone()) is not None:
+            yield row
+
+
+class AsyncConnection(ABC):
+    """A connection checked out of a pool, inside a transaction.
+
+    ``fetchone()``/``fetchall()``/``fetchmany()`` read the last executed statement's result, so
+    ``conn.execute(...); conn.fetchone()`` works as well as ``conn.execute(...).fetchone()``.
+    """
+
+    __module__ = PUBLIC_MODULE
+
+    @abstractmethod
+    async def execute(self, sql: str, params: Params = None) -> AsyncResult:
+        """Run one statement; ``:name`` placeholders take a mapping."""
+
+    @abstractmethod
+    async def executemany(self, sql: str, params_seq: Iterable[Params]) -> AsyncResult:
+        """Run one statement once per parameter set (batched by the driver)."""
+
+    @property
+    @abstractmethod
+    def last_result(self) -> AsyncResult | None:
+        """The result of the last ``execute()``, or None."""
+
+    async def fetchone(self) -> Row | None:
+        """``fetchone()`` on the last result."""
+        return await self._last().fetchone()
+
+    async def fetchmany(self, size: int | None = None) -> list[Row]:
+        """``fetchmany()`` on the last result."""
+        return await self._last().fetchmany(size)
+
+    async def fetchall(self) -> list[Row]:
+        """``fetchall()`` on the last result."""
+        return await self._last().fetchall()
+
+    def _last(self) -> AsyncResult:
+        result = self.last_result
+        if result is None:
+            raise RuntimeError("no statement has been executed on this connection yet")
+        return result
+
+    @abstractmethod
+    async def commit(self) -> None:
+        """Commit the current transaction (a new one starts with the next statement)."""
+
+    @abstractmethod
+    async def rollback(self) -> None:
+        """Roll back the current transaction."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Give the connection back to the pool, rolling back anything uncommitted."""
+
+    @abstractmethod
+    def savepoint(self, name: str | None = None) -> AbstractAsyncContextManager[Self]:
+        """A SAVEPOINT: released on success, rolled back to (and the error re-raised) on failure."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class AsyncDatabaseInterface(ABC):
+    """What every database offers.
+
+    Subclasses must implement :meth:`transaction` and :meth:`health_check`; the other methods have
+    defaults that a pool-less implementation can keep.
+    """
+
+    __module__ = PUBLIC_MODULE
+
+    @abstractmethod
+    def transaction(self, *args: Any, **kwargs: Any) -> AbstractAsyncContextManager[Any]:
+        """A connection inside a transaction: COMMIT on success, ROLLBACK on any exception.
+
+        Backends accept ``isolation_level``, ``read_only`` and ``timeout`` keywords. Opening a
+        transaction while the same thread (or task) already has one open on this database nests
+        as a SAVEPOINT.
+        """
+
+    @abstractmethod
+    async def health_check(self) -> HealthResult:
+        """Probe the database; never raises for an unreachable one (it is UNHEALTHY)."""
+
+    async def get_connection(self) -> AsyncConnection:
+        """Check out a connection; the caller must commit/rollback and ``close()`` it."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not hand out connections; use transaction()"
+        )
+
+    def get_pool_info(self) -> dict[str, Any]:
+        """Pool statistics: ``checked_out``, ``available``, ``total``, ``overflow`` (+ more)."""
+        return {"checked_out": 0, "available": 0, "total": 0, "overflow": 0}
+
+    async def shutdown(self) -> None:  # noqa: B027 - a pool-less database has nothing to close
+        """Close every pooled connection; later calls raise ``DatabaseClosedError``."""
+
+    @classmethod
+    def from_config(cls, namespace: str = "database") -> Self:
+        """Build from the configuration namespace (``config/app/<namespace>.toml`` & co.).
+
+        Raises:
+            ConfigurationError: The namespace lacks ``url`` or has an invalid value.
+        """
+        from .settings import load_settings  # noqa: PLC0415 - keeps import of the facade light
+
+        return cls(**load_settings(cls, namespace, aliases=getattr(cls, "config_aliases", None)))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
