@@ -8,7 +8,6 @@ the same time and must not be touched.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -46,38 +45,6 @@ def cluster() -> Iterator[LocalPostgresCluster]:
         yield server
     finally:
         server.stop()
-
-
-def pg_ctl(cluster: LocalPostgresCluster, *args: str) -> None:
-    """Run pg_ctl on the cluster as the account owning its data (PostgreSQL refuses root)."""
-    assert cluster.dir is not None
-    owner = os.stat(cluster.data_dir)
-    as_owner: dict[str, Any] = {}
-    if os.geteuid() == 0:
-        as_owner = {"user": owner.st_uid, "group": owner.st_gid, "extra_groups": []}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    subprocess.run(
-        [str(cluster.bindir / "pg_ctl"), *args, "-D", str(cluster.data_dir), "-w", "-s"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-        cwd=cluster.dir,
-        env=env,
-        **as_owner,
-    )
-
-
-def stop_server(cluster: LocalPostgresCluster) -> None:
-    pg_ctl(cluster, "stop", "-m", "fast")
-
-
-def start_server(cluster: LocalPostgresCluster) -> None:
-    assert cluster.dir is not None
-    options = (
-        f"-p {cluster.port} -c listen_addresses=127.0.0.1 "
-        f"-c unix_socket_directories={cluster.socket_dir}"
-    )
-    pg_ctl(cluster, "start", "-l", str(cluster.dir / "server.log"), "-o", options)
 
 
 def make_db(kind: str, url: str) -> Any:
@@ -156,7 +123,7 @@ def test_readiness_follows_the_database_down_and_up(
             assert check["observedUnit"] == "ms"
             assert client.get("/one").json() == 1
 
-            stop_server(cluster)
+            cluster.stop_server("fast")
             started = time.perf_counter()
             down = client.get("/health/ready")
             took = time.perf_counter() - started
@@ -173,7 +140,7 @@ def test_readiness_follows_the_database_down_and_up(
             assert live.json() == {"status": "pass", "description": "the process is running"}
             assert client.get("/one").status_code >= 500
 
-            start_server(cluster)
+            cluster.start_server()
             status, recovered = wait_ready(client, 20.0)
             assert status == 200, f"still unready {recovered:.1f}s after the restart"
             assert client.get("/one").json() == 1
@@ -182,7 +149,5 @@ def test_readiness_follows_the_database_down_and_up(
             print(f"{kind}: 503 in {took * 1000:.0f}ms, ready again in {recovered:.2f}s")
     finally:
         # Leave the server up for the next parameter, whatever happened.
-        try:
-            pg_ctl(cluster, "status")
-        except subprocess.CalledProcessError:
-            start_server(cluster)
+        if not cluster.server_running:
+            cluster.start_server()

@@ -196,3 +196,29 @@ def test_local_cluster_lifecycle(record_property: Callable[[str, object], None])
     with pytest.raises(ClusterError, match="not running"):
         _ = cluster.url
     cluster.stop()  # idempotent
+
+
+@pytest.mark.integration
+def test_local_cluster_server_controls() -> None:
+    psycopg = pytest.importorskip("psycopg")
+    if find_postgres_bindir() is None:
+        if os.environ.get("STRUCTUM_TEST_REQUIRE_DB") == "1":
+            pytest.fail("no PostgreSQL server binaries: install postgresql (initdb, pg_ctl)")
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl)")
+    with LocalPostgresCluster(database="controls") as cluster:
+        url, port, first = cluster.url, cluster.port, cluster.postmaster_pid
+        cluster.restart("immediate")
+        assert cluster.port == port
+        assert cluster.postmaster_pid != first
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (n int)")
+        cluster.stop_server()  # fast: a clean shutdown keeps what was committed
+        assert not cluster.server_running
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(url, connect_timeout=2)
+        with pytest.raises(ClusterError, match="not running"):
+            _ = cluster.postmaster_pid
+        cluster.start_server()
+        assert cluster.postmaster_pid > 0
+        with psycopg.connect(url) as conn:  # same port, same data
+            assert conn.execute("SELECT count(*) FROM kept").fetchone() == (0,)

@@ -315,10 +315,14 @@ class LocalPostgresCluster:
     """A throwaway PostgreSQL cluster run from the server binaries of this machine.
 
     ``start()`` runs ``initdb`` into a new temporary directory and ``pg_ctl start`` on a free
-    port of 127.0.0.1 with its unix socket in that directory, durability off (``fsync``,
-    ``full_page_writes``, ``synchronous_commit``) and trust authentication; ``stop()`` stops the
-    server and deletes the directory. As root the server runs as an unprivileged user
+    port of 127.0.0.1 (or ``port``) with its unix socket in that directory, durability off
+    (``fsync``, ``full_page_writes``, ``synchronous_commit``) and trust authentication; ``stop()``
+    stops the server and deletes the directory. As root the server runs as an unprivileged user
     (``STRUCTUM_TEST_PG_OS_USER``, else ``postgres`` or ``nobody``; created when neither exists).
+
+    For fault-injection tests the server can be taken down and brought back while the cluster
+    keeps its data and port: :meth:`stop_server`, :meth:`start_server`, :meth:`restart`, and
+    :attr:`postmaster_pid` (to pause the whole server with ``SIGSTOP``).
 
     Args:
         bindir: Directory of ``initdb``, ``pg_ctl`` and ``postgres`` (default: found by
@@ -329,6 +333,8 @@ class LocalPostgresCluster:
             the system temporary directory).
         settings: Extra ``postgres -c`` settings.
         start_timeout: Seconds to wait for the server to accept connections.
+        port: TCP port to listen on (default: a free one, chosen at the first start and kept
+            across restarts).
 
     Attributes:
         timings: Seconds spent in ``initdb``, ``start`` and ``createdb`` (after ``start()``).
@@ -345,6 +351,7 @@ class LocalPostgresCluster:
         base_dir: Path | str | None = None,
         settings: Mapping[str, str] | None = None,
         start_timeout: float = 60.0,
+        port: int | None = None,
     ) -> None:
         found = Path(bindir) if bindir is not None else find_postgres_bindir()
         if found is None or not _has_server(found):
@@ -358,11 +365,13 @@ class LocalPostgresCluster:
         self.base_dir = base_dir
         self.settings = dict(settings or {})
         self.start_timeout = start_timeout
-        self.port: int | None = None
+        self.port: int | None = port
+        self._fixed_port = port is not None
         self.dir: Path | None = None
         self.timings: dict[str, float] = {}
         self._run_as: pwd.struct_passwd | None = None
-        self._running = False
+        self._running = False  # started and not yet removed
+        self._server_up = False  # the server process is up (stop_server() takes it down)
 
     def __repr__(self) -> str:
         state = f"running on 127.0.0.1:{self.port}" if self._running else "stopped"
@@ -465,6 +474,8 @@ class LocalPostgresCluster:
             return self
         if os.geteuid() == 0:
             self._run_as = _unprivileged_account()
+        if not self._fixed_port:
+            self.port = None  # a new cluster gets a new free port
         self.dir = Path(tempfile.mkdtemp(prefix="structum-pg-", dir=self._base()))
         try:
             if self._run_as is not None:
@@ -506,34 +517,87 @@ class LocalPostgresCluster:
             "max_connections": "100",
             **self.settings,
         }
-        for attempt in range(3):
-            # A free port can be taken by someone else before the server binds it: retry.
-            self.port = _free_port()
+        # The first start of a cluster without a fixed port picks a free one; a free port can be
+        # taken by someone else before the server binds it, so that case retries. Later starts
+        # (after stop_server) keep the port: clients must find the server where it was.
+        attempts = 1 if self._fixed_port or self.port is not None else 3
+        for attempt in range(attempts):
+            if self.port is None or (attempt and not self._fixed_port):
+                self.port = _free_port()
             options = " ".join(f"-c {key}={value}" for key, value in settings.items())
             began = time.perf_counter()
             try:
-                self._run(
-                    [
-                        str(self.bindir / "pg_ctl"),
-                        "start",
-                        "-D", str(self.data_dir),
-                        "-l", str(self._dir() / "server.log"),
-                        "-w",
-                        "-t", str(int(self.start_timeout)),
-                        "-s",
-                        "-o", f"-p {self.port} {options}",
-                    ],
-                    as_server=True,
+                self.pg_ctl(
+                    "start",
+                    "-l", str(self._dir() / "server.log"),
+                    "-t", str(int(self.start_timeout)),
+                    "-o", f"-p {self.port} {options}",
                     timeout=self.start_timeout + 10,
                 )  # fmt: skip
             except ClusterError:
-                if attempt == 2 or "already in use" not in self._log_tail():
+                if attempt == attempts - 1 or "already in use" not in self._log_tail():
                     raise
                 continue
-            self.timings["start"] = time.perf_counter() - began
-            self._running = True
-            atexit.register(self.stop)
+            self.timings.setdefault("start", time.perf_counter() - began)
+            if not self._running:
+                self._running = True
+                atexit.register(self.stop)
+            self._server_up = True
             return
+
+    def pg_ctl(self, *args: str, timeout: float = 60.0) -> str:
+        """Run ``pg_ctl <args> -D <data> -w -s`` as the account that owns the cluster.
+
+        Raises:
+            ClusterError: pg_ctl failed or did not finish within ``timeout`` seconds.
+        """
+        return self._run(
+            [str(self.bindir / "pg_ctl"), *args, "-D", str(self.data_dir), "-w", "-s"],
+            as_server=True,
+            timeout=timeout,
+        )
+
+    @property
+    def server_running(self) -> bool:
+        """True while the server process is up (False after :meth:`stop_server`)."""
+        return self._running and self._server_up
+
+    @property
+    def postmaster_pid(self) -> int:
+        """The server's main process id (its backends are its children).
+
+        Raises:
+            ClusterError: The server is not running.
+        """
+        try:
+            first = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
+            return int(first)
+        except (OSError, ValueError):
+            raise ClusterError("the server is not running (no postmaster.pid)") from None
+
+    def stop_server(self, mode: Literal["smart", "fast", "immediate"] = "fast") -> None:
+        """Stop the server but keep the cluster (data, port) for :meth:`start_server`.
+
+        Args:
+            mode: pg_ctl's shutdown mode: ``fast`` disconnects clients and shuts down cleanly,
+                ``immediate`` kills every process at once (crash recovery on the next start).
+        """
+        if not self._running:
+            raise ClusterError("the cluster is not running; call start() first")
+        self.pg_ctl("stop", "-m", mode)
+        self._server_up = False
+
+    def start_server(self) -> None:
+        """Start the server again after :meth:`stop_server`, on the same port."""
+        if not self._running:
+            raise ClusterError("the cluster is not running; call start() first")
+        if not self._server_up:
+            self._start_server()
+
+    def restart(self, mode: Literal["smart", "fast", "immediate"] = "fast") -> None:
+        """Stop the server with ``mode`` and start it again on the same port."""
+        self.stop_server(mode)
+        self.start_server()
 
     def _create_database(self) -> None:
         createdb = self.bindir / "createdb"
@@ -557,19 +621,10 @@ class LocalPostgresCluster:
         if self._running:
             self._running = False
             atexit.unregister(self.stop)
-            with contextlib.suppress(ClusterError):
-                self._run(
-                    [
-                        str(self.bindir / "pg_ctl"),
-                        "stop",
-                        "-D", str(self.data_dir),
-                        "-m", "immediate",
-                        "-w",
-                        "-s",
-                    ],
-                    as_server=True,
-                    timeout=60,
-                )  # fmt: skip
+            if self._server_up:
+                self._server_up = False
+                with contextlib.suppress(ClusterError):
+                    self.pg_ctl("stop", "-m", "immediate")
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
