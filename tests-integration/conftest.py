@@ -169,3 +169,9 @@ async def async_db(
         assert db.get_pool_info()["checked_out"] == 0, "a test leaked a connection"
     finally:
         await db.shutdown()
+
+
+@pytest.fixture(params=["postgresql", "mysql", "sqlite"])
+def sqlalchemy_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A real server's URL for every dialect the SQLAlchemy backend is tested on (ORM tests)."""
+    return server_url(request.param, tmp_path, request)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import sqlalchemy.exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection
@@ -31,6 +31,7 @@ from ._transactions import savepoint_name
 __all__ = ["AsyncSQLAlchemyConnection", "AsyncSQLAlchemyDatabase"]
 
 _PUBLIC_MODULE = "structum_lab.plugins.database.sqlalchemy"
+_SessionT = TypeVar("_SessionT", bound=AsyncSession)
 
 
 class AsyncSQLAlchemyConnection(AsyncConnection):
@@ -280,17 +281,42 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
         self._check_open()
         return await self._begin()
 
-    def get_session(self, **options: Any) -> AsyncSession:
+    @overload
+    def get_session(self, session_class: None = None, **session_kwargs: Any) -> AsyncSession: ...
+
+    @overload
+    def get_session(self, session_class: type[_SessionT], **session_kwargs: Any) -> _SessionT: ...
+
+    def get_session(
+        self, session_class: type[AsyncSession] | None = None, **session_kwargs: Any
+    ) -> AsyncSession:
         """An ORM session bound to this database's engine.
 
         Use it as a context manager: it closes at the end, rolling back anything not committed
         (so an exception inside the block leaves nothing written).
 
         Args:
-            **options: Session arguments (``expire_on_commit=False``...).
+            session_class: The class to build, an ``AsyncSession`` subclass such as SQLModel's
+                (``sqlmodel.ext.asyncio.session.AsyncSession``); by default the constructor's
+                (or configuration's) ``session_class``, else SQLAlchemy's ``AsyncSession``.
+            **session_kwargs: Session arguments (``expire_on_commit=False``...).
+
+        Raises:
+            DatabaseClosedError: After :meth:`shutdown`.
+            ConfigurationError: ``session_class`` is not an ``AsyncSession`` subclass.
+            TypeError: ``bind`` was passed (the session is always bound to this database).
         """
         self._check_open()
-        return AsyncSession(bind=self.engine, **options)
+        if session_class is not None:
+            cls: type[AsyncSession] = self._checked_session_class(session_class)
+        else:
+            cls = self._session_class or AsyncSession
+        if "bind" in session_kwargs or "binds" in session_kwargs:
+            raise TypeError(
+                "get_session() binds the session to this database's engine; do not pass bind/binds "
+                "(use another database object for another engine)"
+            )
+        return cls(bind=self.engine, **session_kwargs)
 
     async def shutdown(self) -> None:
         """Close every pooled connection; later calls raise ``DatabaseClosedError``."""

@@ -36,6 +36,7 @@ from ._events import (
     _restore_session,
     ping_ok,
 )
+from ._sessions import session_class_for
 from ._transactions import TransactionSetup, transaction_setup
 from ._urls import _is_memory_sqlite, driver_hint, resolve_url
 
@@ -92,6 +93,7 @@ class SQLAlchemyState(DatabaseState):
         pre_ping_idle_seconds: float = 0.5,
         name: str | None = None,
         health_thresholds: HealthThresholds | Mapping[str, float] | None = None,
+        session_class: type[Any] | str | None = None,
         **engine_options: Any,
     ) -> None:
         """Create the engine and its pool (connections are opened on first use).
@@ -110,12 +112,18 @@ class SQLAlchemyState(DatabaseState):
             pre_ping_idle_seconds: Idle time after which a connection is tested on checkout.
             name: Name shown in logs and health output (defaults to the masked URL).
             health_thresholds: When a reachable database counts as DEGRADED.
+            session_class: The class ``get_session()`` builds by default: a ``Session`` subclass
+                for ``SQLAlchemyDatabase``, an ``AsyncSession`` subclass for
+                ``AsyncSQLAlchemyDatabase``, or its import path (``"sqlmodel:Session"``, as
+                configuration gives it), imported here. Default: SQLAlchemy's own.
             **engine_options: Further ``sqlalchemy.create_engine`` arguments
                 (``connect_args``, ``pool_use_lifo``, ``poolclass``, ``isolation_level``...).
 
         Raises:
             ConfigurationError: Invalid URL, unknown scheme, missing driver (the message is the
-                ``pip install`` command) or an engine option SQLAlchemy rejects.
+                ``pip install`` command), an engine option SQLAlchemy rejects, or a
+                ``session_class`` that cannot be imported or is not a session class of the right
+                kind.
         """
         text_url = url.render_as_string(hide_password=False) if isinstance(url, URL) else url
         super().__init__(text_url, name=name, health_thresholds=_thresholds(health_thresholds))
@@ -126,6 +134,10 @@ class SQLAlchemyState(DatabaseState):
         self._pool_timeout = float(_setting("pool_timeout", pool_timeout, float, 0))
         pool_recycle = _setting("pool_recycle", pool_recycle, int, -1)
         idle = float(_setting("pre_ping_idle_seconds", pre_ping_idle_seconds, float, 0))
+        # Checked before the engine exists: a bad class fails construction, not the first request.
+        self._session_class: type[Any] | None = (
+            None if session_class is None else self._checked_session_class(session_class)
+        )
 
         sa_url = resolve_url(text_url.strip(), is_async=self._is_async)
         backend = sa_url.get_backend_name()
@@ -192,6 +204,9 @@ class SQLAlchemyState(DatabaseState):
                 f"invalid engine option for {self._masked_url!r}: {self._redact(str(exc))}",
                 key="options",
             ) from exc
+
+    def _checked_session_class(self, value: Any) -> type[Any]:
+        return session_class_for(value, is_async=self._is_async, owner=type(self).__name__)
 
     # -- pool ---------------------------------------------------------------------------------
     def get_pool_info(self) -> dict[str, Any]:

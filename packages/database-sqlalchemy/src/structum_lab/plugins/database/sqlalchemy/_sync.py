@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import sqlalchemy.exc as sa_exc
 from sqlalchemy import Connection as SAConnection
@@ -33,6 +33,7 @@ from ._transactions import savepoint_name
 __all__ = ["SQLAlchemyConnection", "SQLAlchemyDatabase"]
 
 _PUBLIC_MODULE = "structum_lab.plugins.database.sqlalchemy"
+_SessionT = TypeVar("_SessionT", bound=Session)
 
 
 class SQLAlchemyConnection(Connection):
@@ -275,17 +276,42 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
         self._check_open()
         return self._begin()
 
-    def get_session(self, **options: Any) -> Session:
+    @overload
+    def get_session(self, session_class: None = None, **session_kwargs: Any) -> Session: ...
+
+    @overload
+    def get_session(self, session_class: type[_SessionT], **session_kwargs: Any) -> _SessionT: ...
+
+    def get_session(
+        self, session_class: type[Session] | None = None, **session_kwargs: Any
+    ) -> Session:
         """An ORM session bound to this database's engine.
 
         Use it as a context manager: it closes at the end, rolling back anything not committed
         (so an exception inside the block leaves nothing written).
 
         Args:
-            **options: Session arguments (``expire_on_commit=False``...).
+            session_class: The class to build, an ``Session`` subclass such as SQLModel's
+                (``sqlmodel.ext.asyncio.session.Session``); by default the constructor's
+                (or configuration's) ``session_class``, else SQLAlchemy's ``Session``.
+            **session_kwargs: Session arguments (``expire_on_commit=False``...).
+
+        Raises:
+            DatabaseClosedError: After :meth:`shutdown`.
+            ConfigurationError: ``session_class`` is not an ``Session`` subclass.
+            TypeError: ``bind`` was passed (the session is always bound to this database).
         """
         self._check_open()
-        return Session(bind=self.engine, **options)
+        if session_class is not None:
+            cls: type[Session] = self._checked_session_class(session_class)
+        else:
+            cls = self._session_class or Session
+        if "bind" in session_kwargs or "binds" in session_kwargs:
+            raise TypeError(
+                "get_session() binds the session to this database's engine; do not pass bind/binds "
+                "(use another database object for another engine)"
+            )
+        return cls(bind=self.engine, **session_kwargs)
 
     def shutdown(self) -> None:
         """Close every pooled connection; later calls raise ``DatabaseClosedError``."""
