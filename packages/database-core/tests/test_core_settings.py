@@ -6,8 +6,14 @@ from typing import Any, ClassVar
 import pytest
 
 from structum_lab.config import DictConfigProvider, set_config_provider
-from structum_lab.plugins.database import ConfigurationError, HealthResult, HealthStatus
+from structum_lab.plugins.database import (
+    ConfigurationError,
+    HealthResult,
+    HealthStatus,
+    HealthThresholds,
+)
 from structum_lab.plugins.database.interfaces import DatabaseInterface
+from structum_lab.plugins.database.settings import shown_value
 
 
 class _Configurable(DatabaseInterface):
@@ -95,3 +101,82 @@ def test_url_value_never_shown(provider: Any) -> None:
     with pytest.raises(ConfigurationError) as info:
         _Configurable.from_config()
     assert "12345" not in str(info.value)
+
+
+class _WithThresholds(_Configurable):
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        timeout: float = 30.0,
+        health_thresholds: HealthThresholds | Mapping[str, float] | None = None,
+        connect_args: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(url, pool_size=pool_size, timeout=timeout, **options)
+        self.thresholds = health_thresholds
+        self.connect_args = connect_args
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"pool_size": 1_000_000_000}, "database.pool_size must be at most 10000"),
+        ({"timeout": float("nan")}, "database.timeout must be a finite number"),
+        ({"timeout": float("inf")}, "database.timeout must be a finite number"),
+        ({"options": {"pool_timeout": 1e12}}, "database.options.pool_timeout must be at most"),
+        (
+            {"health_thresholds": {"degraded_latency": 5}},
+            "database.health_thresholds has no key 'degraded_latency'; its keys are "
+            "degraded_latency_ms, degraded_pool_usage",
+        ),
+        (
+            {"health_thresholds": {"degraded_pool_usage": 7}},
+            "database.health_thresholds.degraded_pool_usage must be a fraction from 0 to 1",
+        ),
+        (
+            {"options": {"connect_args": "password=hunter2 sslmode=require"}},
+            "database.options.connect_args must be a table of keys",
+        ),
+        ({"connect_args": "password=hunter2"}, "database.connect_args must be a table of keys"),
+    ],
+)
+def test_values_out_of_range_or_shape_are_configuration_errors(
+    provider: Any, values: dict[str, Any], message: str
+) -> None:
+    provider({"database": {"url": "postgresql://u:hunter2@h/d", **values}})
+    with pytest.raises(ConfigurationError) as info:
+        _WithThresholds.from_config()
+    assert message in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+def test_thresholds_from_a_table(provider: Any) -> None:
+    provider({"database": {"url": "sqlite://", "health_thresholds": {"degraded_latency_ms": "80"}}})
+    db = _WithThresholds.from_config()
+    assert db.thresholds == HealthThresholds(degraded_latency_ms=80.0)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("password", 12345),
+        ("sslpassword", ["x"]),
+        ("connect_args", "password=hunter2"),
+        ("url", b"postgresql://u:hunter2@h/d"),
+        ("options", "-c x=1 password=hunter2"),
+    ],
+)
+def test_rejected_values_that_may_hold_a_secret_are_not_shown(key: str, value: Any) -> None:
+    shown = shown_value(key, value)
+    assert "hunter2" not in shown
+    assert "12345" not in shown
+    assert "not shown" in shown
+
+
+def test_rejected_plain_values_are_shown_masked() -> None:
+    assert shown_value("pool_size", "abc") == "'abc'"
+    assert shown_value("application_name", "postgresql://u:hunter2@h/d") == (
+        "'postgresql://u:***@h/d'"
+    )

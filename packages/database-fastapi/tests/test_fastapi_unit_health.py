@@ -37,7 +37,7 @@ def test_readiness_status_code_and_body(
     fake_db: Any, status: HealthStatus, code: int, word: str
 ) -> None:
     result = HealthResult(status, f"it is {status.value}", 12.3456, {"pool": {"checked_out": 1}})
-    with client_for(fake_db(health=result)) as client:
+    with client_for(fake_db(health=result), detail="full") as client:
         response = client.get("/health/ready")
     assert response.status_code == code
     assert response.headers["content-type"] == HEALTH_MEDIA_TYPE
@@ -67,7 +67,7 @@ def test_async_database(async_fake_db: Any) -> None:
 def test_several_databases_worst_wins(fake_db: Any) -> None:
     healthy = fake_db(health=HealthResult(HealthStatus.HEALTHY, "ok", 1.0))
     degraded = fake_db(health=HealthResult(HealthStatus.DEGRADED, "slow", 300.0))
-    with client_for(healthy, degraded, names=("default", "db1")) as client:
+    with client_for(healthy, degraded, names=("default", "db1"), detail="full") as client:
         response = client.get("/health/ready")
     assert response.status_code == 200
     body = response.json()
@@ -77,7 +77,7 @@ def test_several_databases_worst_wins(fake_db: Any) -> None:
 
 
 def test_unregistered_database_is_unready() -> None:
-    with client_for(names=("replica",)) as client:
+    with client_for(names=("replica",), detail="full") as client:
         response = client.get("/health/ready")
     assert response.status_code == 503
     assert "no database registered as 'replica'" in response.json()["description"]
@@ -92,7 +92,7 @@ def test_a_check_that_does_not_answer_in_time(async_fake_db: Any, fake_db: Any) 
             return HealthResult(HealthStatus.HEALTHY, "late", 1000.0)
 
     for db in (slow_async, Stuck()):
-        with client_for(db, timeout=0.2) as client:
+        with client_for(db, timeout=0.2, detail="full") as client:
             started = time.perf_counter()
             response = client.get("/health/ready")
             elapsed = time.perf_counter() - started
@@ -106,7 +106,7 @@ def test_a_look_alike_that_raises_is_unhealthy_without_its_message(fake_db: Any)
         def health_check(self) -> HealthResult:
             raise ConnectionError("postgresql://u:hunter2@db refused")
 
-    with client_for(Raising()) as client:
+    with client_for(Raising(), detail="full") as client:
         response = client.get("/health/ready")
     assert response.status_code == 503
     assert response.json()["description"] == "health check raised ConnectionError"
@@ -136,6 +136,62 @@ def test_paths_and_schema(fake_db: Any) -> None:
     assert HEALTH_MEDIA_TYPE in ready["503"]["content"]
     with client_for(fake_db(), include_in_schema=False) as client:
         assert "/health/ready" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_default_body_is_status_and_latency_only_and_the_log_has_the_rest(
+    fake_db: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    message = (
+        "database unreachable: cannot use the database 'postgresql://app:***@db-7.internal:6432/"
+        'billing\': FATAL:  password authentication failed for user "app"'
+    )
+    down = HealthResult(
+        HealthStatus.UNHEALTHY,
+        message,
+        3.25,
+        {"url": "postgresql://app:***@db-7.internal:6432/billing", "pool": {"max": 5}},
+    )
+    replica = fake_db(health=HealthResult(HealthStatus.HEALTHY, "Database connection OK", 1.5))
+    with (
+        caplog.at_level("INFO", logger="structum_lab.plugins.database.fastapi"),
+        client_for(fake_db(health=down), replica, names=("default", "db1")) as client,
+    ):
+        response = client.get("/health/ready")
+        again = client.get("/health/ready")
+    assert response.status_code == again.status_code == 503
+    assert response.json() == {
+        "status": "fail",
+        "checks": {
+            "database:responseTime": [
+                {
+                    "componentType": "datastore",
+                    "observedValue": 3.25,
+                    "observedUnit": "ms",
+                    "status": "fail",
+                }
+            ],
+            "db1:responseTime": [
+                {
+                    "componentType": "datastore",
+                    "observedValue": 1.5,
+                    "observedUnit": "ms",
+                    "status": "pass",
+                }
+            ],
+        },
+    }
+    for word in ("app", "db-7", "6432", "billing", "authentication", "max"):
+        assert word not in response.text
+    # The full detail is logged, once per change of state.
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "password authentication failed" in warnings[0].getMessage()
+    assert "db-7.internal" in warnings[0].getMessage()
+
+
+def test_detail_is_checked() -> None:
+    with pytest.raises(ValueError, match="detail must be"):
+        health_router(detail="everything")  # type: ignore[arg-type]
 
 
 def test_render_health_single_is_the_core_rendering() -> None:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Prove that structum-database-testing works on its own: build the wheels of structum-config,
+# structum-observability (stdlib only; core masks with it),
 # structum-database-core and structum-database-testing, install them into a fresh virtual
 # environment (pytest and typing_extensions come from the package index), check that neither
 # sqlalchemy nor psycopg got installed, and run a small pytest suite that uses the plugin's
@@ -32,7 +33,7 @@ say() { printf '[clean-venv %ss] %s\n' "$(( $(date +%s) - started ))" "$*"; }
 #    pip fetches hatchling into an isolated build environment.
 build_flags=(--no-deps --quiet --wheel-dir "$WORK/wheels")
 if "$PY" -c "import hatchling" 2>/dev/null; then build_flags+=(--no-build-isolation); fi
-for pkg in config database-core database-testing; do
+for pkg in config observability database-core database-testing; do
   "$PY" -m pip wheel "${build_flags[@]}" "$ROOT/packages/$pkg"
 done
 say "built: $(cd "$WORK/wheels" && ls | tr '\n' ' ')"

@@ -139,6 +139,64 @@ def test_missing_param_is_exit_1(sqlite_url: str, capsys: pytest.CaptureFixture[
     assert ":id" in err
 
 
+def test_missing_params_are_named_with_the_option_to_pass(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys,
+        "exec",
+        "SELECT :a AS a, :b AS b, ':c' AS c, :a AS again",
+        "--url",
+        sqlite_url,
+        "-p",
+        "b=1",
+    )
+    assert (code, out) == (1, "")
+    assert "uses :a but no value was given" in err
+    assert "-p a=TEXT" in err
+
+
+@pytest.mark.parametrize("text", ["SELECT 1\x00; DROP TABLE users", "\x00"])
+def test_nul_on_stdin_is_refused_not_truncated(
+    text: str, sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    code, out, err = run(capsys, "exec", "-", "--url", sqlite_url)
+    assert (code, out) == (2, "")
+    assert "NUL character" in err
+    # Nothing ran: the table is still there.
+    assert run(capsys, "exec", "SELECT COUNT(*) AS n FROM users", "--url", sqlite_url)[0] == 0
+
+
+# C0 and C1 controls, DEL, a bidirectional override: none reaches the terminal as it is.
+CONTROLS = "\x1b[2J\x1b]0;owned\x07\x9b31m\x7f\u202e\x00\x08"
+
+
+def _has_controls(text: str) -> bool:
+    return any(
+        (ord(ch) < 0x20 and ch not in "\n\t") or 0x7F <= ord(ch) <= 0x9F or ch == "\u202e"
+        for ch in text
+    )
+
+
+def test_control_characters_from_the_database_are_escaped(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = ["-p", f"v:={json.dumps(CONTROLS)}"]
+    code, out, err = run(capsys, "exec", 'SELECT :v AS "col\x1b[1m"', "--url", sqlite_url, *params)
+    assert code == 0, err
+    assert not _has_controls(out + err)
+    assert "\\x1b[2J" in out
+    code, out, _ = run(capsys, "exec", "SELECT :v AS v", "--url", sqlite_url, *params, "--json")
+    assert code == 0
+    assert not _has_controls(out)
+    assert json.loads(out)["rows"] == [{"v": CONTROLS}]  # escaped, but still the same JSON value
+    # Error text quoting a value goes through the same printer.
+    code, _, err = run(capsys, "exec", 'SELECT * FROM "x\x1b[2J"', "--url", sqlite_url)
+    assert code == 1
+    assert not _has_controls(err)
+
+
 @pytest.mark.parametrize("backend", ["auto", "sqlalchemy"])
 def test_unreachable_error_is_masked(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "exec", "SELECT 1", "--url", UNREACHABLE, "--backend", backend)

@@ -80,13 +80,14 @@ def test_common_options_before_and_after_the_command() -> None:
 
 
 def _bare_python_env(tmp_path: Path) -> dict[str, str]:
-    """Only core, config, the CLI and typing_extensions importable: no backend, no driver."""
+    """Only core (and observability), config, the CLI, typing_extensions: no backend, no driver."""
     libs = tmp_path / "libs"
     libs.mkdir()
     shutil.copy(typing_extensions.__file__, libs / "typing_extensions.py")
     src = [
         REPO / "packages/database/src",
         REPO / "packages/database-core/src",
+        REPO / "packages/observability/src",
         REPO / "packages/config/src",
         libs,
     ]

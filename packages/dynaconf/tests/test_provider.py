@@ -287,3 +287,34 @@ def test_unresolvable_format_token(project: Path) -> None:
 def test_format_token_sees_merged_values(project: Path) -> None:
     provider = discover(project, STRUCTUM_DATABASE__DSN="@format {this.URL}?x=1")
     assert provider.get("database.dsn") == "postgresql://localhost/dev?x=1"
+
+
+@pytest.mark.parametrize(
+    ("env", "environ", "origin"),
+    [
+        (None, {"STRUCTUM_ENV": "prodution"}, "STRUCTUM_ENV"),
+        (None, {"ENV_FOR_DYNACONF": "stagin"}, "ENV_FOR_DYNACONF"),
+        ("prodution", {}, "the env argument"),
+    ],
+)
+def test_an_environment_without_any_section_is_an_error(
+    project: Path, env: str | None, environ: dict[str, str], origin: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        discover(project, env=env, **environ)
+    message = str(info.value)
+    assert f"(from {origin})" in message
+    assert "sections found: [default], [production], [staging]" in message
+    assert "database.toml" in message
+
+
+def test_environment_sections_that_count(tmp_path: Path) -> None:
+    write(tmp_path, "config/app/database.toml", '[default]\nurl = "x"\n')
+    # The built-in default needs no section, named or not.
+    assert discover(tmp_path).env == "development"
+    assert discover(tmp_path, STRUCTUM_ENV="development").env == "development"
+    # A secrets table scoped to the environment is a section of it.
+    write(tmp_path, "config/.secrets.toml", '[qa.database]\nurl = "qa"\n')
+    assert discover(tmp_path, STRUCTUM_ENV="qa").get("database.url") == "qa"
+    # No configuration file at all (variables only): nothing to check against.
+    assert discover(tmp_path / "empty", STRUCTUM_ENV="production").env == "production"

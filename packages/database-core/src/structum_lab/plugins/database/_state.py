@@ -7,6 +7,7 @@ generated twin); :mod:`structum_lab.plugins.database.base` re-exports both.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -18,11 +19,12 @@ from .errors import (
     error_class_for_sqlstate,
 )
 from .health import HealthResult, HealthStatus, HealthThresholds, evaluate_health
-from .secrets import mask_url, redact, url_password
+from .secrets import MaskingFilter, mask_url, redact, scrub_handled, secrets_in
 
 __all__ = ["DatabaseState", "forget_active", "logger"]
 
 logger = logging.getLogger("structum_lab.plugins.database")
+logger.addFilter(MaskingFilter())
 
 
 class DatabaseState:
@@ -35,11 +37,13 @@ class DatabaseState:
         url: str,
         *,
         name: str | None = None,
-        health_thresholds: HealthThresholds | None = None,
+        health_thresholds: HealthThresholds | Mapping[str, Any] | None = None,
     ) -> None:
         self._masked_url = mask_url(url)
-        self._secrets = (url_password(str(url)),)
-        self.name = name or self._masked_url
+        self._secrets: tuple[str, ...] = tuple(secrets_in(url))
+        self.name = self._redact(name) if name else self._masked_url
+        if isinstance(health_thresholds, Mapping):
+            health_thresholds = HealthThresholds.from_mapping(health_thresholds)
         self.health_thresholds = health_thresholds or HealthThresholds()
         self._closed = False
 
@@ -59,6 +63,18 @@ class DatabaseState:
 
     def _redact(self, text: str) -> str:
         return redact(text, self._secrets)
+
+    def _add_secrets(self, settings: Any) -> None:
+        """Remember the secrets in ``settings`` (``connect_args``...) so that errors mask them."""
+        self._secrets += tuple(s for s in secrets_in(settings) if s not in self._secrets)
+
+    def _chained(self, exc: BaseException) -> None:
+        """Scrub ``exc`` and the exception being handled before they become a chain's links.
+
+        See :func:`~structum_lab.plugins.database.secrets.scrub_exception`: driver exceptions
+        keep their type and masked message but lose connection objects and their traceback.
+        """
+        scrub_handled(exc, self._secrets)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -83,6 +99,7 @@ class DatabaseState:
         )
 
     def _unavailable_error(self, exc: BaseException) -> DatabaseUnavailableError:
+        self._chained(exc)
         return DatabaseUnavailableError(
             f"cannot use the database {self._masked_url!r}: {self._redact(str(exc)).strip()}"
         )
@@ -96,6 +113,7 @@ class DatabaseState:
         # ``cls`` lets a backend pick the class when the SQLSTATE alone cannot (MySQL reports
         # lock-wait and statement timeouts as HY000/70100).
         cls = cls or error_class_for_sqlstate(sqlstate)
+        self._chained(exc)
         code = f" [SQLSTATE {sqlstate}]" if sqlstate else ""
         return cls(f"{self._redact(str(exc)).strip()}{code}", sqlstate=sqlstate)
 

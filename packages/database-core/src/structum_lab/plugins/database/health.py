@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
+
+from .errors import ConfigurationError
 
 __all__ = ["HealthResult", "HealthStatus", "HealthThresholds", "evaluate_health"]
 
@@ -100,6 +103,48 @@ class HealthThresholds:
     degraded_pool_usage: float = 0.9
 
     __module__ = "structum_lab.plugins.database"
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("degraded_latency_ms", self.degraded_latency_ms, 0.0, 86_400_000.0, "milliseconds"),
+            ("degraded_pool_usage", self.degraded_pool_usage, 0.0, 1.0, "a fraction"),
+        )
+        for name, value, low, high, unit in checks:
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or not low <= value <= high:
+                raise ConfigurationError(
+                    f"health_thresholds.{name} must be {unit} from {low:g} to {high:g}, "
+                    f"got {value!r}",
+                    key=f"health_thresholds.{name}",
+                )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> HealthThresholds:
+        """Build thresholds from a table (configuration), checking its keys and values.
+
+        Raises:
+            ConfigurationError: An unknown key, or a value that is not a number in range.
+        """
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(str(k) for k in values if k not in known)
+        if unknown:
+            raise ConfigurationError(
+                f"health_thresholds has no key {', '.join(map(repr, unknown))}; "
+                f"its keys are {', '.join(known)}",
+                key="health_thresholds",
+            )
+        converted = {str(key): _number(value) for key, value in values.items()}
+        return cls(**converted)
+
+
+def _number(value: Any) -> Any:
+    """An environment variable's text as a float; anything else as it is (checked later)."""
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return value  # reported by HealthThresholds.__post_init__ with the key's name
+    return value
 
 
 def evaluate_health(

@@ -9,6 +9,7 @@ and where it looked.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import types
 import typing
@@ -18,8 +19,37 @@ from typing import Any, Union
 from structum_lab.config import ConfigError, ConfigProvider, get_config_provider
 
 from .errors import ConfigurationError
+from .health import HealthThresholds
+from .secrets import is_secret_key, mask_text
 
-__all__ = ["coerce_value", "load_settings", "read_namespace"]
+__all__ = ["UPPER_BOUNDS", "check_bounds", "coerce_value", "load_settings", "read_namespace"]
+
+_COUNT = 10_000  # connections: far above any server's max_connections
+_SECONDS = 30 * 86_400.0  # 30 days
+
+#: Largest value of each numeric setting (backends check the lower bounds, which differ).
+UPPER_BOUNDS: dict[str, float] = {
+    "pool_size": _COUNT,
+    "max_overflow": _COUNT,
+    "min_size": _COUNT,
+    "max_size": _COUNT,
+    "max_waiting": 1_000_000,
+    "prepare_threshold": 1_000_000,
+    "timeout": _SECONDS,
+    "pool_timeout": _SECONDS,
+    "health_timeout": _SECONDS,
+    "statement_timeout": _SECONDS,
+    "connect_timeout": _SECONDS,
+    "max_lifetime": 365 * 86_400.0,
+    "pool_recycle": 365 * 86_400.0,
+    "max_idle": 365 * 86_400.0,
+    "check_idle_seconds": _SECONDS,
+    "pre_ping_idle_seconds": _SECONDS,
+    "leak_detection_threshold": _SECONDS,
+    "max_replica_lag": _SECONDS,
+}
+# Settings whose value is a connection string or a table that may hold one.
+_SECRET_HOLDERS = frozenset({"url", "dsn", "conninfo", "connect_args", "options", "replicas"})
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -68,6 +98,41 @@ def read_namespace(namespace: str) -> tuple[dict[str, Any], list[str]]:
             namespace=namespace,
         )
     return {str(k).lower(): v for k, v in values.items()}, list(sources)
+
+
+def check_bounds(owner: str, name: str, value: Any) -> None:
+    """Refuse a number that is not finite or above the setting's :data:`UPPER_BOUNDS` entry.
+
+    Args:
+        owner: Who is checking (``"PostgresDatabase"``, ``"database"``), for the message.
+        name: The setting.
+        value: Its value; anything but an int or float is left to the type checks.
+
+    Raises:
+        ConfigurationError: ``nan``, ``inf``, or a value above the bound.
+    """
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigurationError(
+            f"{owner}: {name} must be a finite number, got {value!r}", key=name
+        )
+    limit = UPPER_BOUNDS.get(name)
+    if limit is not None and value > limit:
+        raise ConfigurationError(
+            f"{owner}: {name} must be at most {limit:.0f}, got {value!r}", key=name
+        )
+
+
+def shown_value(key: str, value: Any) -> str:
+    """How a rejected value is quoted in an error: never when its key can hold a secret."""
+    leaf = key.rsplit(".", 1)[-1].lower()
+    if is_secret_key(key) or leaf in _SECRET_HOLDERS or isinstance(value, (Mapping, list, tuple)):
+        return f"a value of type {type(value).__name__} (not shown: it may hold a secret)"
+    if isinstance(value, (str, bytes)):
+        shown = repr(value) if len(value) <= 80 else f"{value[:77]!r}..."
+        return mask_text(shown)
+    return mask_text(repr(value))
 
 
 def _describe(sources: list[str]) -> str:
@@ -134,6 +199,12 @@ def coerce_value(value: Any, annotation: Any) -> Any:
         if isinstance(value, Mapping):
             return dict(value)
         raise TypeError("a table of keys")
+    if target is HealthThresholds:
+        if isinstance(value, HealthThresholds):
+            return value
+        if isinstance(value, Mapping):
+            return HealthThresholds.from_mapping(value)  # ConfigurationError names the key
+        raise TypeError("a table with degraded_latency_ms and degraded_pool_usage")
     return value
 
 
@@ -197,14 +268,22 @@ def load_settings(
         if name in params:
             try:
                 kwargs[name] = coerce_value(value, hints.get(name, Any))
+                check_bounds(namespace, key, kwargs[name])
             except TypeError as exc:
-                shown = "***" if name in ("url", "password") else repr(value)
                 raise ConfigurationError(
-                    f"{namespace}.{prefix}{key} must be {exc}, got {shown}; looked in: {where}",
+                    f"{namespace}.{prefix}{key} must be {exc}, got {shown_value(name, value)}; "
+                    f"looked in: {where}",
+                    namespace=namespace,
+                    key=f"{prefix}{key}",
+                ) from None
+            except ConfigurationError as exc:
+                raise ConfigurationError(
+                    f"{_qualified(exc, namespace, prefix, key)}; looked in: {where}",
                     namespace=namespace,
                     key=f"{prefix}{key}",
                 ) from None
         elif prefix and accepts_extra:
+            _check_option(namespace, key, value, where)
             extra[key] = value
         else:
             known = ", ".join(sorted(params))
@@ -217,3 +296,43 @@ def load_settings(
             )
     kwargs.update(extra)
     return kwargs
+
+
+def _qualified(exc: ConfigurationError, namespace: str, prefix: str, key: str) -> str:
+    """``exc``'s message about ``key`` as ``namespace.[options.]key ...``."""
+    text = str(exc)
+    if text.startswith(f"{namespace}: "):
+        text = text[len(namespace) + 2 :]
+    text = text.removeprefix(prefix)
+    if text.startswith(key):
+        return f"{namespace}.{prefix}{text}"
+    return f"{namespace}.{prefix}{key}: {text}"
+
+
+# Engine/pool options handed to a backend's **options, checked here because a wrong type would
+# only fail later, deep inside the driver, with a message that does not name the setting.
+_OPTION_TYPES: dict[str, tuple[type[Any] | tuple[type[Any], ...], str]] = {
+    "connect_args": (Mapping, "a table of keys (connect_args = { connect_timeout = 10 })"),
+    "execution_options": (Mapping, "a table of keys"),
+    "pool_use_lifo": (bool, "a boolean (true/false)"),
+    "isolation_level": (str, "a string such as 'READ COMMITTED'"),
+}
+
+
+def _check_option(namespace: str, key: str, value: Any, where: str) -> None:
+    try:
+        check_bounds(namespace, key, value)
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"{_qualified(exc, namespace, 'options.', key)}; looked in: {where}",
+            namespace=namespace,
+            key=f"options.{key}",
+        ) from None
+    expected = _OPTION_TYPES.get(key)
+    if expected is not None and not isinstance(value, expected[0]):
+        raise ConfigurationError(
+            f"{namespace}.options.{key} must be {expected[1]}, got "
+            f"{shown_value(key, value)}; looked in: {where}",
+            namespace=namespace,
+            key=f"options.{key}",
+        )

@@ -132,6 +132,13 @@ class DynaconfConfigProvider:
             _check_all_tables(secrets_path, secrets, what="a namespace table", example="[database]")
 
         env_vars = _namespace_vars(environ, self._envvar_prefix)
+        _check_env_sections(
+            env_names,
+            self._env_origin(environ),
+            app_files,
+            secrets_path if secrets is not None else None,
+            secrets or {},
+        )
 
         namespaces = set(app_files) | set(env_vars)
         # A secrets table named after the current environment holds [<env>.<namespace>]
@@ -232,6 +239,15 @@ class DynaconfConfigProvider:
         ]
         return f"{path} {', '.join(present)}" if present else f"{path} (no [{namespace}] table)"
 
+    def _env_origin(self, environ: Mapping[str, str]) -> str | None:
+        """Where the environment name came from; None for the built-in default."""
+        if self._env:
+            return "the env argument"
+        for name in (f"{self._envvar_prefix}_ENV", "ENV_FOR_DYNACONF"):
+            if environ.get(name, "").strip():
+                return name
+        return None
+
     def _discovered(self) -> _Snapshot:
         if self._snapshot is None:
             self.auto_discover()
@@ -296,6 +312,50 @@ def _applying(namespace: str, source: str | None) -> Iterator[None]:
             f"namespace {namespace!r}: {action} ({type(exc).__name__}; see the chained exception)"
         )
         raise ConfigError(message, source=source) from exc
+
+
+def _check_env_sections(
+    env_names: tuple[str, ...],
+    origin: str | None,
+    app_files: dict[str, tuple[Path, dict[str, Any]]],
+    secrets_path: Path | None,
+    secrets: dict[str, Any],
+) -> None:
+    """Refuse an environment named explicitly that no file has a section for.
+
+    A mistyped ``STRUCTUM_ENV=prodution`` would otherwise run with ``[default]`` alone: the
+    development settings, in production. The built-in default (``development``) needs no
+    section, and with no configuration file at all there is nothing to compare against.
+    """
+    if origin is None or (not app_files and secrets_path is None):
+        return
+    found: dict[str, list[str]] = {}
+    for path, data in app_files.values():
+        for name, value in data.items():
+            if isinstance(value, dict) and not name.lower().startswith("dynaconf_"):
+                found.setdefault(name.lower(), []).append(str(path))
+    # [<env>.<namespace>] tables of the secrets file count as sections of <env>.
+    scoped = {name.lower() for name, value in secrets.items() if isinstance(value, dict)}
+    missing = [
+        name
+        for name in env_names
+        if name not in found and name not in scoped and name != _DEFAULT_ENV
+    ]
+    if not missing:
+        return
+    shown = ", ".join(f"[{name}]" for name in sorted(found)) or "none"
+    files = ", ".join(
+        sorted(
+            {str(path) for path, _ in app_files.values()}
+            | ({str(secrets_path)} if secrets_path is not None else set())
+        )
+    )
+    raise ConfigError(
+        f"the environment {missing[0]!r} (from {origin}) has no section in any configuration "
+        f"file; sections found: {shown} (in {files}). Check the spelling, or add a "
+        f"[{missing[0]}] table (it may be empty) to config/app/<namespace>.toml",
+        source=origin,
+    )
 
 
 def _env_from(environ: Mapping[str, str], prefix: str) -> str:

@@ -11,7 +11,16 @@ The line reads ``Database pool status checked_out=2 available=8`` and the record
 from __future__ import annotations
 
 from ._logger import StructuredLogger, get_logger, render_fields
-from ._masking import MASK, is_secret_key, mask_text, mask_value
+from ._masking import (
+    MASK,
+    is_secret_key,
+    mask_text,
+    mask_url,
+    mask_value,
+    safe_str,
+    secret_forms,
+    url_secrets,
+)
 from ._version import __version__
 
 __all__ = [
@@ -21,6 +30,10 @@ __all__ = [
     "get_logger",
     "is_secret_key",
     "mask_text",
+    "mask_url",
     "mask_value",
     "render_fields",
+    "safe_str",
+    "secret_forms",
+    "url_secrets",
 ]

@@ -30,7 +30,13 @@ from ._dependencies import (
     database,
     transaction,
 )
-from ._health import HEALTH_MEDIA_TYPE, HealthJSONResponse, health_router, render_health
+from ._health import (
+    HEALTH_MEDIA_TYPE,
+    HealthDetail,
+    HealthJSONResponse,
+    health_router,
+    render_health,
+)
 from ._lifespan import DatabaseLifespan, DatabaseSource, database_lifespan
 from ._middleware import TransactionMiddleware
 from ._version import __version__
@@ -41,6 +47,7 @@ __all__ = [
     "DatabaseLifespan",
     "DatabaseSource",
     "DbConnection",
+    "HealthDetail",
     "HealthJSONResponse",
     "TransactionMiddleware",
     "__version__",

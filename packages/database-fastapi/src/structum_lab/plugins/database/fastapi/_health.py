@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import anyio
 import anyio.to_thread
@@ -13,9 +14,14 @@ from fastapi.responses import JSONResponse
 
 from structum_lab.plugins.database import ConfigurationError, HealthResult, HealthStatus
 
-from ._state import is_async_database, resolve_database
+from ._state import is_async_database, logger, resolve_database
 
-__all__ = ["HEALTH_MEDIA_TYPE", "HealthJSONResponse", "health_router"]
+__all__ = ["HEALTH_MEDIA_TYPE", "HealthDetail", "HealthJSONResponse", "health_router"]
+
+#: What the readiness body shows: ``"status"`` (status and latency per database, the default)
+#: or ``"full"`` (also the message, with host, database and the server's error text, and the
+#: pool statistics).
+HealthDetail: TypeAlias = Literal["status", "full"]
 
 HEALTH_MEDIA_TYPE = "application/health+json"
 
@@ -67,20 +73,72 @@ async def _check(request: Request, name: str, limit: float | None) -> HealthResu
     return result
 
 
-def render_health(results: Sequence[tuple[str, HealthResult]]) -> dict[str, Any]:
-    """One health+json document for one or several databases (the worst status wins)."""
+def _check_json(component: str, result: HealthResult, detail: HealthDetail) -> dict[str, Any]:
+    document = result.to_health_json(component=component)
+    if detail == "full":
+        return document
+    # Status and latency only: the message names the host, user and database and may quote the
+    # server's authentication error; the pool statistics describe the deployment.
+    check = document["checks"][f"{component}:responseTime"][0]
+    return {
+        "status": document["status"],
+        "checks": {
+            f"{component}:responseTime": [
+                {k: check[k] for k in ("componentType", "observedValue", "observedUnit", "status")}
+            ]
+        },
+    }
+
+
+def render_health(
+    results: Sequence[tuple[str, HealthResult]], *, detail: HealthDetail = "full"
+) -> dict[str, Any]:
+    """One health+json document for one or several databases (the worst status wins).
+
+    Args:
+        results: ``(name, result)`` per database.
+        detail: ``"full"`` keeps each result's message and pool statistics; ``"status"`` keeps
+            status and latency only.
+    """
     if len(results) == 1:
         name, result = results[0]
-        return result.to_health_json(component=_component(name))
+        return _check_json(_component(name), result, detail)
     worst = max((result.status for _, result in results), key=_SEVERITY.__getitem__)
     checks: dict[str, Any] = {}
     for name, result in results:
-        checks.update(result.to_health_json(component=_component(name))["checks"])
-    return {
-        "status": worst.ietf,
-        "description": "; ".join(f"{name}: {result.message}" for name, result in results),
-        "checks": checks,
-    }
+        checks.update(_check_json(_component(name), result, detail)["checks"])
+    document: dict[str, Any] = {"status": worst.ietf}
+    if detail == "full":
+        document["description"] = "; ".join(f"{name}: {result.message}" for name, result in results)
+    document["checks"] = checks
+    return document
+
+
+class _HealthLog:
+    """Logs what the readiness body may leave out: each change of a database's state, once."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[HealthStatus, str]] = {}
+
+    def record(self, name: str, result: HealthResult) -> None:
+        state = (result.status, result.message)
+        changed = self._last.get(name) != state
+        self._last[name] = state
+        if not changed:
+            level = logging.DEBUG
+        elif result.status is HealthStatus.HEALTHY:
+            level = logging.INFO
+        else:
+            level = logging.WARNING
+        logger.log(
+            level,
+            "readiness: database %r is %s in %.1f ms: %s %s",
+            name,
+            result.status.value,
+            result.latency_ms,
+            result.message,
+            {k: v for k, v in result.details.items() if k != "pool"},
+        )
 
 
 def health_router(
@@ -91,13 +149,17 @@ def health_router(
     timeout: float | None = 5.0,
     include_in_schema: bool = True,
     tags: Sequence[str] = ("health",),
+    detail: HealthDetail = "status",
 ) -> APIRouter:
     """An ``APIRouter`` with a readiness and a liveness endpoint.
 
     - ``GET {prefix}{readiness_path}`` runs ``health_check()`` on each database (concurrently)
       and answers 200 when all are HEALTHY or DEGRADED, 503 when one is UNHEALTHY, not
-      registered, or did not answer within ``timeout``. The body is the IETF health+json
-      document (``HealthResult.to_health_json()``), media type ``application/health+json``.
+      registered, or did not answer within ``timeout``. The body is an IETF health+json
+      document, media type ``application/health+json``, with the status and latency of each
+      database (``detail="status"``, the default: the endpoint is usually unauthenticated) or
+      the whole ``HealthResult.to_health_json()`` (``detail="full"``). Every change of a
+      database's state is logged with its message and details either way.
     - ``GET {prefix}{liveness_path}`` answers 200 ``{"status": "pass"}`` without touching any
       database: a database outage must make the instance unready, not get it restarted.
 
@@ -109,11 +171,15 @@ def health_router(
         timeout: Seconds a check may take before it counts as UNHEALTHY; None waits.
         include_in_schema: Show the endpoints in the OpenAPI schema.
         tags: OpenAPI tags.
+        detail: ``"status"`` (default) or ``"full"``: see above.
 
     Returns:
         The router, for ``app.include_router(health_router())``.
     """
+    if detail not in ("status", "full"):
+        raise ValueError(f"detail must be 'status' or 'full', got {detail!r}")
     checked = names or ("default",)
+    health_log = _HealthLog()
     router = APIRouter(prefix=prefix, tags=list(tags), include_in_schema=include_in_schema)
     documented = {
         "content": {HEALTH_MEDIA_TYPE: {"schema": {"type": "object"}}},
@@ -142,9 +208,13 @@ def health_router(
             for name, result in zip(checked, results, strict=True)
             if result is not None
         ]
+        for name, result in done:
+            health_log.record(name, result)
         unhealthy = any(result.status is HealthStatus.UNHEALTHY for _, result in done)
         return HealthJSONResponse(
-            render_health(done), status_code=503 if unhealthy else 200, headers=_HEADERS
+            render_health(done, detail=detail),
+            status_code=503 if unhealthy else 200,
+            headers=_HEADERS,
         )
 
     @router.get(

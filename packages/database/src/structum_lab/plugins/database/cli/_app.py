@@ -383,13 +383,54 @@ def _rows_of(result: Any) -> tuple[list[dict[str, Any]], list[str] | None]:
     return rows, (list(rows[0]) if rows else None)
 
 
+def _read_sql(arg: str) -> str:
+    """The statement: the argument, or standard input for ``-``; refuse text SQL cannot hold."""
+    if arg != "-":
+        sql = arg
+    else:
+        try:
+            sql = sys.stdin.read()
+        except UnicodeDecodeError as exc:
+            raise CliError(
+                f"standard input is not valid text in {exc.encoding} (byte {exc.start}); "
+                "save the statement as UTF-8"
+            ) from None
+    where = "the statement read from standard input" if arg == "-" else "the statement"
+    if (nul := sql.find("\0")) >= 0:
+        # Drivers stop at a NUL: running the text before it would run a different statement.
+        raise CliError(
+            f"{where} contains a NUL character (offset {nul}); SQL text cannot hold one. "
+            "Is the file UTF-16 or binary? Save it as UTF-8 text"
+        )
+    if any("\ud800" <= ch <= "\udfff" for ch in sql):
+        raise CliError(f"{where} is not valid UTF-8 text; save it as UTF-8")
+    if not sql.strip():
+        raise CliError("no SQL statement given")
+    return sql
+
+
+def _check_params(sql: str, params: dict[str, Any]) -> None:
+    """Name every ``:name`` of ``sql`` that no ``-p`` sets (before connecting)."""
+    from structum_lab.plugins.database.params import find_named_placeholders  # noqa: PLC0415
+
+    missing = [n for n in dict.fromkeys(find_named_placeholders(sql)) if n not in params]
+    if missing:
+        names = ", ".join(f":{name}" for name in missing)
+        first = missing[0]
+        raise CliError(
+            f"the statement uses {names} but no value was given for "
+            f"{'it' if len(missing) == 1 else 'them'}; pass -p {first}=TEXT "
+            f"or -p {first}:=JSON for each",
+            exit_code=EXIT_FAILED,
+        )
+
+
 def cmd_exec(args: argparse.Namespace, printer: Printer) -> int:
     """``structum-db exec``."""
     namespace, url, backend, root = _common(args)
-    sql = sys.stdin.read() if args.sql == "-" else args.sql
-    if not sql.strip():
-        raise CliError("no SQL statement given")
+    sql = _read_sql(args.sql)
     params = parse_params(args.param)
+    _check_params(sql, params)
     resolved = resolve_masked(namespace, url, root, printer)
     db, _ = open_database(resolved, backend)
     try:

@@ -6,31 +6,64 @@ import base64
 import datetime as dt
 import decimal
 import json
+import re
 import sys
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
-from structum_lab.plugins.database.secrets import MASK, mask_url, redact, url_password
+from structum_lab.plugins.database.secrets import (
+    MASK,
+    is_secret_key,
+    mask_text,
+    mask_url,
+    redact,
+    secrets_in,
+)
 
-__all__ = ["Printer", "format_table", "is_secret_key", "mask_settings", "to_json"]
+__all__ = [
+    "Printer",
+    "escape_controls",
+    "format_table",
+    "is_secret_key",
+    "mask_settings",
+    "secrets_in",
+    "to_json",
+]
 
-# A setting whose name contains one of these is shown as *** whatever its value.
-_SECRET_WORDS = ("password", "passwd", "secret", "token", "credential", "api_key", "apikey")
+# Settings whose value is a whole connection string (masked structurally, even when malformed).
+_URL_KEYS = frozenset({"url", "dsn", "conninfo", "database_url"})
+
+# Characters a terminal may act on: C0 and C1 controls and DEL, and the Unicode bidirectional
+# overrides and isolates that reorder what is shown ("Trojan Source"), and the line/paragraph
+# separators that would break one row per line.
+_CONTROLS = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
-def is_secret_key(key: str) -> bool:
-    """Return whether a setting named ``key`` holds a secret (``password``, ``*_token``...)."""
-    lowered = key.lower()
-    return any(word in lowered for word in _SECRET_WORDS)
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    r"""``text`` with every control character shown as an escape (``\x1b``), newlines and tabs kept.
+
+    Whatever comes from the database (values, column names, error messages) is printed through
+    this, so a stored ``ESC [ 2 J`` cannot clear or rewrite the user's terminal.
+    """
+    return _CONTROLS.sub(_escape, text)
 
 
 def mask_settings(value: Any, *, key: str = "") -> Any:
     """Return a JSON-ready copy of ``value`` with secrets masked.
 
-    Keys containing ``password``/``secret``/``token`` are replaced by ``***``; every string runs
-    through :func:`mask_url` (URLs and ``password=`` DSN fragments); other objects are shown by
-    their ``repr`` so that a non-JSON value (a ``HealthThresholds``) stays readable.
+    Keys naming a secret (``password``, ``*_token``, ``sslpassword``...) are replaced by ``***``;
+    ``url``-like keys are masked as connection strings, every other string as free text; other
+    objects are shown by their ``repr`` so that a non-JSON value (a ``HealthThresholds``) stays
+    readable.
     """
     if key and is_secret_key(key):
         return MASK if value not in (None, "") else value
@@ -41,24 +74,8 @@ def mask_settings(value: Any, *, key: str = "") -> Any:
     if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, str):
-        return mask_url(value)
-    return mask_url(repr(value))
-
-
-def secrets_in(value: Any, *, key: str = "") -> list[str]:
-    """Collect the secret strings inside settings: URL passwords and secret-named values."""
-    found: list[str] = []
-    if key and is_secret_key(key) and isinstance(value, str) and value:
-        found.append(value)
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            found += secrets_in(v, key=str(k))
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            found += secrets_in(item)
-    elif isinstance(value, str) and (password := url_password(value)):
-        found.append(password)
-    return found
+        return mask_url(value) if key.lower() in _URL_KEYS else mask_text(value)
+    return mask_text(repr(value))
 
 
 def _json_default(value: Any) -> Any:
@@ -79,8 +96,13 @@ def _json_default(value: Any) -> Any:
 
 
 def to_json(value: Any) -> str:
-    """Serialise command output; datetimes, decimals, UUIDs and bytes become strings."""
-    return json.dumps(value, indent=2, default=_json_default, ensure_ascii=False)
+    r"""Serialise command output; datetimes, decimals, UUIDs and bytes become strings.
+
+    JSON escapes C0 controls itself; C1 controls, DEL and bidirectional overrides are escaped
+    as ``\u`` sequences too, so the output is safe to print on a terminal and still valid JSON.
+    """
+    text = json.dumps(value, indent=2, default=_json_default, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _cell(value: Any) -> str:
@@ -93,8 +115,9 @@ def _cell(value: Any) -> str:
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ")
     text = str(value)
-    # One row per line: escape what would break the alignment.
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    # One row per line: escape what would break the alignment, then every other control.
+    text = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return escape_controls(text)
 
 
 def _is_number(value: Any) -> bool:
@@ -119,14 +142,15 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | Non
     if not columns:
         return ""
     cells = [[_cell(row.get(col)) for col in columns] for row in rows]
-    widths = [max([len(col)] + [len(line[i]) for line in cells]) for i, col in enumerate(columns)]
+    titles = [_cell(col) for col in columns]  # column names come from the database too
+    widths = [max([len(col)] + [len(line[i]) for line in cells]) for i, col in enumerate(titles)]
     # Right-align a column of numbers (NULLs allowed), as psql does; an all-NULL column is text.
     numeric = [
         any(_is_number(row.get(col)) for row in rows)
         and all(_is_number(row.get(col)) or row.get(col) is None for row in rows)
         for col in columns
     ]
-    header = " | ".join(col.center(width) for col, width in zip(columns, widths, strict=True))
+    header = " | ".join(col.center(width) for col, width in zip(titles, widths, strict=True))
     rule = "-+-".join("-" * width for width in widths)
     lines = [header.rstrip(), rule]
     for line in cells:
@@ -155,8 +179,8 @@ class Printer:
         self._secrets += [s for s in secrets if s]
 
     def clean(self, text: str) -> str:
-        """``text`` with URL passwords and every remembered secret masked."""
-        return redact(text, self._secrets)
+        """``text`` with credentials and every remembered secret masked, controls escaped."""
+        return escape_controls(redact(text, self._secrets))
 
     def out(self, text: str = "") -> None:
         """Print a line on stdout."""
