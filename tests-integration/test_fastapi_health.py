@@ -77,7 +77,7 @@ def registry() -> Iterator[None]:
 
 
 def build_app(db: Any, kind: str) -> FastAPI:
-    app = FastAPI(lifespan=database_lifespan(db))
+    app = FastAPI(lifespan=database_lifespan(db, shutdown_instances=True))
     app.add_middleware(TransactionMiddleware)
     app.include_router(health_router(timeout=5))
     if kind.endswith("-async"):

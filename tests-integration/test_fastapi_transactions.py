@@ -180,7 +180,9 @@ def add_async_routes(app: FastAPI, table: str) -> None:
 
 
 def build_app(db: Any, kind: str, table: str, *, lifespan: bool = True) -> FastAPI:
-    app = FastAPI(lifespan=database_lifespan(db)) if lifespan else FastAPI()
+    app = (
+        FastAPI(lifespan=database_lifespan(db, shutdown_instances=True)) if lifespan else FastAPI()
+    )
     app.add_middleware(TransactionMiddleware)
     if kind.endswith("-async"):
         add_async_routes(app, table)
@@ -297,7 +299,7 @@ def test_dependency_without_the_middleware_says_what_to_add(
     postgres_server_url: str, table: str, registry: None
 ) -> None:
     db = make_db("psycopg", postgres_server_url)
-    app = FastAPI(lifespan=database_lifespan(db))
+    app = FastAPI(lifespan=database_lifespan(db, shutdown_instances=True))
     add_sync_routes(app, table)
     with TestClient(app) as client, pytest.raises(RuntimeError, match="TransactionMiddleware"):
         client.post("/ok/a")
@@ -309,7 +311,7 @@ def test_wrong_flavour_of_dependency_is_refused(
     postgres_server_url: str, kind: str, registry: None
 ) -> None:
     db = make_db(kind, postgres_server_url)
-    app = FastAPI(lifespan=database_lifespan(db))
+    app = FastAPI(lifespan=database_lifespan(db, shutdown_instances=True))
     app.add_middleware(TransactionMiddleware)
     if kind == "psycopg":
 
@@ -335,7 +337,7 @@ def test_async_route_nested_transaction_is_a_savepoint_of_the_request(
     postgres_server_url: str, table: str, kind: str, registry: None
 ) -> None:
     db = make_db(kind, postgres_server_url)
-    app = FastAPI(lifespan=database_lifespan(db))
+    app = FastAPI(lifespan=database_lifespan(db, shutdown_instances=True))
     app.add_middleware(TransactionMiddleware)
     insert = f"INSERT INTO {table} (name) VALUES (:name)"
 
@@ -367,7 +369,7 @@ def test_works_beside_a_base_http_middleware(
 ) -> None:
     """BaseHTTPMiddleware runs the app in another task: enter and finish happen in two contexts."""
     db = make_db(kind, postgres_server_url)
-    app = FastAPI(lifespan=database_lifespan(db))
+    app = FastAPI(lifespan=database_lifespan(db, shutdown_instances=True))
     if order == "base-http-inside":
         app.add_middleware(PassThrough)
         app.add_middleware(TransactionMiddleware)

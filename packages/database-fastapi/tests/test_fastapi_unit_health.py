@@ -20,7 +20,9 @@ from structum_lab.plugins.database.fastapi import (
 
 def client_for(*dbs: Any, names: tuple[str, ...] = (), **router: Any) -> TestClient:
     named = {f"db{i}": db for i, db in enumerate(dbs[1:], start=1)}
-    app = FastAPI(lifespan=database_lifespan(dbs[0], named=named) if dbs else None)
+    app = FastAPI(
+        lifespan=database_lifespan(dbs[0], named=named, shutdown_instances=True) if dbs else None
+    )
     app.include_router(health_router(*names, **router))
     return TestClient(app)
 

@@ -49,9 +49,22 @@ async def test_namespaces_are_built_registered_published_and_shut_down(fake_db: 
         assert get_database("audit") is dbs["audit"]
         assert dict(lifespan.databases) == dbs
         opened = dict(dbs)
-    assert all(db.log == ["shutdown"] for db in opened.values())
-    assert all(db.closed for db in opened.values())
+    # Built from a namespace: shut down. Passed as an instance (audit): left to its owner.
+    assert opened["default"].log == opened["replica_db"].log == ["shutdown"]
+    assert opened["default"].closed and opened["replica_db"].closed
+    assert opened["audit"].log == []
+    assert not opened["audit"].closed
     assert dict(lifespan.databases) == {}
+
+
+async def test_instances_are_shut_down_only_when_handed_over(fake_db: Any) -> None:
+    kept, handed = fake_db(), fake_db()
+    async with database_lifespan(kept)(FastAPI()):
+        pass
+    assert kept.log == []
+    async with database_lifespan(handed, shutdown_instances=True)(FastAPI()):
+        pass
+    assert handed.log == ["shutdown"]
 
 
 async def test_sync_work_runs_in_a_worker_thread(fake_db: Any) -> None:
@@ -89,12 +102,15 @@ async def test_a_failed_startup_shuts_down_what_was_opened(fake_db: Any) -> None
         def from_config(cls, namespace: str = "database") -> Any:
             raise ConfigurationError(f"no url in {namespace}")
 
-    first = fake_db()
-    lifespan = DatabaseLifespan(first, "broken", backend=Broken)
+    first, instance = fake_db(), fake_db()
+    lifespan = DatabaseLifespan(
+        first, "broken", named={"mine": instance}, backend=Broken, shutdown_instances=True
+    )
     with pytest.raises(ConfigurationError, match="no url in broken"):
         async with lifespan(FastAPI()):
             pytest.fail("must not start")
     assert first.log == ["shutdown"]
+    assert instance.log == []  # after the failure: never opened, never shut down
 
 
 async def test_a_failing_shutdown_does_not_stop_the_others(
@@ -105,7 +121,8 @@ async def test_a_failing_shutdown_does_not_stop_the_others(
             raise RuntimeError("cannot close")
 
     other = fake_db()
-    async with database_lifespan(other, named={"stuck": Stuck()})(FastAPI()):
+    lifespan = database_lifespan(other, named={"stuck": Stuck()}, shutdown_instances=True)
+    async with lifespan(FastAPI()):
         pass
     assert other.log == ["shutdown"]
     assert "shutdown of database 'stuck' failed" in caplog.text
@@ -116,6 +133,12 @@ async def test_require_healthy(fake_db: Any, caplog: pytest.LogCaptureFixture) -
     down.down = True
     with pytest.raises(DatabaseUnavailableError, match="'default' is unhealthy at startup"):
         async with database_lifespan(down, require_healthy=True)(FastAPI()):
+            pytest.fail("must not start")
+    assert not down.closed  # the caller's instance: the caller decides
+    with pytest.raises(DatabaseUnavailableError):
+        async with database_lifespan(down, require_healthy=True, shutdown_instances=True)(
+            FastAPI()
+        ):
             pytest.fail("must not start")
     assert down.closed
 

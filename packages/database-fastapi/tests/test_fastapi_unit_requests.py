@@ -34,7 +34,7 @@ from structum_lab.plugins.database.fastapi._state import checkout_limiter
 
 
 def sync_app(db: Any) -> FastAPI:
-    app = FastAPI(lifespan=database_lifespan(db))
+    app = FastAPI(lifespan=database_lifespan(db, shutdown_instances=True))
     app.add_middleware(TransactionMiddleware)
 
     @app.get("/ok")
@@ -108,7 +108,7 @@ def test_sync_checkout_and_finish_happen_off_the_event_loop(fake_db: Any) -> Non
 
 def test_options_reach_the_transaction(fake_db: Any) -> None:
     db = fake_db()
-    app = FastAPI(lifespan=database_lifespan(db))
+    app = FastAPI(lifespan=database_lifespan(db, shutdown_instances=True))
     app.add_middleware(TransactionMiddleware)
     serializable = transaction(isolation_level="SERIALIZABLE", read_only=True, timeout=2.5)
 
@@ -145,7 +145,11 @@ def test_a_failed_commit_replaces_the_response(
 
 def test_several_databases_commit_in_order_and_stop_at_the_first_failure(fake_db: Any) -> None:
     first, second, third = fake_db(), fake_db(commit_error=IntegrityError("dup")), fake_db()
-    app = FastAPI(lifespan=database_lifespan(first, named={"second": second, "third": third}))
+    app = FastAPI(
+        lifespan=database_lifespan(
+            first, named={"second": second, "third": third}, shutdown_instances=True
+        )
+    )
     app.add_middleware(TransactionMiddleware)
     second_tx, third_tx = transaction("second"), transaction("third")
 
@@ -165,7 +169,7 @@ def test_several_databases_commit_in_order_and_stop_at_the_first_failure(fake_db
 
 
 def async_app(db: Any) -> FastAPI:
-    app = FastAPI(lifespan=database_lifespan(db))
+    app = FastAPI(lifespan=database_lifespan(db, shutdown_instances=True))
     app.add_middleware(TransactionMiddleware)
 
     @app.get("/ok")
@@ -224,7 +228,9 @@ def test_without_the_middleware_the_dependency_says_what_to_add(
     fake_db: Any, async_fake_db: Any
 ) -> None:
     sync_db, async_db = fake_db(), async_fake_db()
-    app = FastAPI(lifespan=database_lifespan(sync_db, named={"aio": async_db}))
+    app = FastAPI(
+        lifespan=database_lifespan(sync_db, named={"aio": async_db}, shutdown_instances=True)
+    )
     aio = async_transaction("aio")
 
     @app.get("/sync")
@@ -245,7 +251,11 @@ def test_without_the_middleware_the_dependency_says_what_to_add(
 
 
 def test_mismatched_flavours_are_refused(fake_db: Any, async_fake_db: Any) -> None:
-    app = FastAPI(lifespan=database_lifespan(async_fake_db(), named={"sync": fake_db()}))
+    app = FastAPI(
+        lifespan=database_lifespan(
+            async_fake_db(), named={"sync": fake_db()}, shutdown_instances=True
+        )
+    )
     app.add_middleware(TransactionMiddleware)
     sync_tx = async_transaction("sync")
 
@@ -366,7 +376,7 @@ def test_the_usual_sync_yield_dependency_gives_its_connection_back(fake_db: Any)
         with db.transaction() as conn:
             yield conn
 
-    app = FastAPI(lifespan=database_lifespan(db))
+    app = FastAPI(lifespan=database_lifespan(db, shutdown_instances=True))
 
     @app.get("/")
     def index(conn: Connection = Depends(get_conn)) -> None:  # noqa: B008

@@ -40,9 +40,10 @@ class DatabaseLifespan:
     At startup it builds each database (``backend.from_config(namespace)`` for a namespace, or
     takes the instance given), opens asyncio pools in the running loop, registers each with
     ``set_database(db, name)`` and publishes them in the lifespan state, where the dependencies
-    look first. At exit it shuts them down in reverse order, awaiting the asyncio ones and running
-    the blocking ones in a worker thread. Databases passed as instances are owned too: they are
-    shut down at exit.
+    look first. At exit it shuts down, in reverse order, what it built itself (awaiting the asyncio
+    ones and running the blocking ones in a worker thread). Databases passed as instances belong
+    to the caller and stay open (a test client per test module can reuse one), unless
+    ``shutdown_instances=True`` hands them over.
 
     Names: the namespace ``database`` (the default one) is registered as ``default``, any other
     namespace under its own name (``replica_db``), an instance as ``default``; ``named`` gives
@@ -65,6 +66,7 @@ class DatabaseLifespan:
         backend: Backend | None = None,
         named: Mapping[str, DatabaseSource] | None = None,
         require_healthy: bool = False,
+        shutdown_instances: bool = False,
     ) -> None:
         """Describe the databases to open.
 
@@ -77,6 +79,9 @@ class DatabaseLifespan:
             require_healthy: Run ``health_check()`` at startup and refuse to start while a
                 database is UNHEALTHY (DEGRADED starts). By default the application starts and
                 the readiness endpoint answers 503 until the database is reachable.
+            shutdown_instances: Also shut down, at exit, the databases passed as instances. By
+                default only those built from a namespace are shut down: an instance's owner
+                decides when it closes.
 
         Raises:
             ValueError: Two databases would get the same name, or a namespace has no backend.
@@ -102,6 +107,7 @@ class DatabaseLifespan:
         self._entries = entries
         self._backend = backend
         self._require_healthy = require_healthy
+        self._shutdown_instances = shutdown_instances
         self._open: dict[str, Any] = {}
 
     @property
@@ -131,10 +137,13 @@ class DatabaseLifespan:
         if self._open:
             raise RuntimeError(f"{self!r} is already running; create one per application")
         opened: dict[str, Any] = {}
+        owned: dict[str, Any] = {}  # what exit shuts down: built here, or handed over
         try:
             for name, source in self._entries:
                 db = await self._build(source)
                 opened[name] = db
+                if isinstance(source, str) or self._shutdown_instances:
+                    owned[name] = db
                 opener = getattr(db, "open", None)
                 if is_async_database(db) and inspect.iscoroutinefunction(opener):
                     await opener()  # fill the asyncio pool in this loop, not on the first request
@@ -146,7 +155,7 @@ class DatabaseLifespan:
         finally:
             self._open = {}
             with anyio.CancelScope(shield=True):
-                for name, db in reversed(opened.items()):
+                for name, db in reversed(owned.items()):
                     await _shutdown(name, db)
 
     @staticmethod
@@ -179,6 +188,7 @@ def database_lifespan(
     backend: Backend | None = None,
     named: Mapping[str, DatabaseSource] | None = None,
     require_healthy: bool = False,
+    shutdown_instances: bool = False,
 ) -> DatabaseLifespan:
     """A lifespan opening the configured databases at startup and shutting them down at exit.
 
@@ -191,8 +201,16 @@ def database_lifespan(
         backend: The class that builds the namespaces, e.g. ``SQLAlchemyDatabase``.
         named: ``{name: namespace or database}`` for explicit registry names.
         require_healthy: Refuse to start while a database is UNHEALTHY.
+        shutdown_instances: Shut down the databases passed as instances at exit too (by default
+            only those built from a namespace are).
 
     Returns:
         A :class:`DatabaseLifespan`, for ``FastAPI(lifespan=...)``.
     """
-    return DatabaseLifespan(*sources, backend=backend, named=named, require_healthy=require_healthy)
+    return DatabaseLifespan(
+        *sources,
+        backend=backend,
+        named=named,
+        require_healthy=require_healthy,
+        shutdown_instances=shutdown_instances,
+    )
