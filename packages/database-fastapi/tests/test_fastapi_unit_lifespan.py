@@ -51,7 +51,8 @@ async def test_namespaces_are_built_registered_published_and_shut_down(fake_db: 
         opened = dict(dbs)
     # Built from a namespace: shut down. Passed as an instance (audit): left to its owner.
     assert opened["default"].log == opened["replica_db"].log == ["shutdown"]
-    assert opened["default"].closed and opened["replica_db"].closed
+    assert opened["default"].closed
+    assert opened["replica_db"].closed
     assert opened["audit"].log == []
     assert not opened["audit"].closed
     assert dict(lifespan.databases) == {}
