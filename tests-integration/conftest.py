@@ -1,12 +1,17 @@
 """Fixtures for the cross-package integration suite: real PostgreSQL, MariaDB/MySQL and SQLite.
 
-Servers are found through environment variables (``.ci/run`` sets them when the services answer):
+The servers come from the testing package's pytest plugin, the one place that finds them
+(``postgres_url`` and ``mysql_url``, see packages/database-testing/README.md), first match wins:
 
-- ``STRUCTUM_TEST_POSTGRES_URL``, e.g. ``postgresql://postgres@127.0.0.1:5432/test``
-- ``STRUCTUM_TEST_MYSQL_URL``, e.g. ``mysql://root@127.0.0.1:3306/test``
+1. an explicit URL: ``STRUCTUM_TEST_POSTGRES_URL`` (or ``STRUCTUM_TEST_DATABASE_URL``),
+   ``STRUCTUM_TEST_MYSQL_URL``;
+2. the standard local service, ``postgresql://postgres@127.0.0.1:5432/test`` and
+   ``mysql://root@127.0.0.1:3306/test``, when a real query on it answers;
+3. a throwaway server started from the server binaries of this machine (PostgreSQL cluster,
+   MariaDB), deleted at the end of the run.
 
-Without them the tests that need the server are skipped, saying which variable to set. With
-``STRUCTUM_TEST_REQUIRE_DB=1`` (CI) a missing server fails the test instead.
+Only when none works is a test that needs the server skipped, with a message saying how to get
+one; with ``STRUCTUM_TEST_REQUIRE_DB=1`` (CI) it fails instead.
 
 Every backend is described once in ``SYNC_BACKENDS`` / ``ASYNC_BACKENDS``; the portable suites are
 parametrised over them, so a new backend joins by adding one line.
@@ -14,7 +19,6 @@ parametrised over them, so a new backend joins by adding one line.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,49 +26,26 @@ from typing import Any
 
 import pytest
 
-POSTGRES_ENV = "STRUCTUM_TEST_POSTGRES_URL"
-MYSQL_ENV = "STRUCTUM_TEST_MYSQL_URL"
-REQUIRE_ENV = "STRUCTUM_TEST_REQUIRE_DB"
+_URL_FIXTURES = {"postgresql": "postgres_url", "mysql": "mysql_url"}
 
 
-def _missing(what: str, env: str) -> None:
-    message = f"no {what} server: set {env} (e.g. by running .ci/run, which probes the services)"
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def server_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest | None = None) -> str:
-    """URL of a real server for ``dialect`` (``postgresql``, ``mysql``, ``sqlite``), or skip.
-
-    Without ``STRUCTUM_TEST_POSTGRES_URL``, PostgreSQL comes from the testing plugin's
-    ``postgres_url`` chain (testcontainers when Docker answers, else a throwaway local cluster).
-    """
-    if dialect == "postgresql":
-        url = os.environ.get(POSTGRES_ENV)
-        if not url and request is not None:
-            url = request.getfixturevalue("postgres_url")
-        if not url:
-            _missing("PostgreSQL", POSTGRES_ENV)
-        return url  # type: ignore[return-value]
-    if dialect == "mysql":
-        url = os.environ.get(MYSQL_ENV)
-        if not url:
-            _missing("MariaDB/MySQL", MYSQL_ENV)
-        return url  # type: ignore[return-value]
+def server_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """URL of a real server for ``dialect`` (``postgresql``, ``mysql``, ``sqlite``), or skip."""
+    if dialect in _URL_FIXTURES:
+        return str(request.getfixturevalue(_URL_FIXTURES[dialect]))
     return f"sqlite:///{tmp_path / 'structum-test.sqlite3'}"
 
 
 @pytest.fixture
-def postgres_server_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+def postgres_server_url(postgres_url: str) -> str:
     """URL of the real PostgreSQL server (skips or fails when there is none)."""
-    return server_url("postgresql", tmp_path, request)
+    return postgres_url
 
 
 @pytest.fixture
-def mysql_server_url(tmp_path: Path) -> str:
+def mysql_server_url(mysql_url: str) -> str:
     """URL of the real MariaDB/MySQL server (skips or fails when there is none)."""
-    return server_url("mysql", tmp_path)
+    return mysql_url
 
 
 @dataclass(frozen=True)

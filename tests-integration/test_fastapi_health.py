@@ -26,6 +26,7 @@ from structum_lab.plugins.database.fastapi import (
 )
 from structum_lab.plugins.database.registry import clear_databases
 from structum_lab.plugins.database.testing import ClusterError, LocalPostgresCluster
+from structum_lab.plugins.database.testing.pytest_plugin import skip_or_fail
 
 pytestmark = pytest.mark.integration
 
@@ -33,13 +34,11 @@ PASSWORD = "s3cret-Pa55"  # trust authentication ignores it; it must never be sh
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalPostgresCluster]:
+def cluster(request: pytest.FixtureRequest) -> Iterator[LocalPostgresCluster]:
     try:
         server = LocalPostgresCluster()
     except ClusterError as exc:
-        if os.environ.get("STRUCTUM_TEST_REQUIRE_DB") == "1":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        skip_or_fail(request.config, str(exc))
     server.start()
     try:
         yield server

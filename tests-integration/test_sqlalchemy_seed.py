@@ -31,20 +31,10 @@ logger = logging.getLogger("seed-examples")
 utcnow_ok = pytest.mark.filterwarnings("ignore:datetime.datetime.utcnow:DeprecationWarning")
 
 
-def _admin_url() -> str:
-    url = os.environ.get("STRUCTUM_TEST_POSTGRES_URL")
-    if not url:
-        message = "no PostgreSQL server: set STRUCTUM_TEST_POSTGRES_URL (e.g. by running .ci/run)"
-        if os.environ.get("STRUCTUM_TEST_REQUIRE_DB") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return url
-
-
 @pytest.fixture(scope="module")
-def seed_url() -> Iterator[str]:
-    """URL of a throwaway database holding the seed's tables."""
-    admin = _admin_url()
+def seed_url(postgres_url: str) -> Iterator[str]:
+    """URL of a throwaway database holding the seed's tables, on the run's PostgreSQL."""
+    admin = postgres_url
     name = f"structum_seed_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")

@@ -1,9 +1,9 @@
 """Shared setup of the structum-database-testing tests.
 
 ``pytester`` (real pytest runs inside tests) is enabled here rather than in the root ``addopts``
-because only this package needs it. Tests that time the throwaway cluster attach the figure with
-``record_property("structum_cluster_startup", ...)``; the summary at the end of the run prints it,
-so CI logs say how long the cluster took to start.
+because only this package needs it. Tests that time a throwaway server (PostgreSQL cluster,
+MariaDB) attach the figure as the user property ``structum_cluster_startup``; the summary at the
+end of the run prints it, so CI logs say how long the servers took to start.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if _cluster_timings:
-        terminalreporter.write_sep("-", "structum-database-testing: throwaway PostgreSQL cluster")
+        terminalreporter.write_sep("-", "structum-database-testing: throwaway servers")
         for line in _cluster_timings:
             terminalreporter.write_line(line)
 
@@ -51,12 +51,17 @@ asyncio_default_test_loop_scope = function
 filterwarnings = error
 """
 
-# Variables of the outer run that would change how the inner runs provision PostgreSQL.
+# Variables of the outer run that would change how the inner runs find their servers.
 _OUTER_ENV = (
     "STRUCTUM_TEST_DATABASE_URL",
+    "STRUCTUM_TEST_POSTGRES_URL",
+    "STRUCTUM_TEST_POSTGRES_SERVICE",
+    "STRUCTUM_TEST_MYSQL_URL",
+    "STRUCTUM_TEST_MYSQL_SERVICE",
     "STRUCTUM_TEST_DATABASE_PROVISION",
     "STRUCTUM_TEST_REQUIRE_DB",
     "STRUCTUM_TEST_PG_BINDIR",
+    "STRUCTUM_TEST_MARIADB_BINDIR",
     "PYTEST_XDIST_WORKER",
     "PYTEST_XDIST_WORKER_COUNT",
     "PYTEST_XDIST_TESTRUNUID",

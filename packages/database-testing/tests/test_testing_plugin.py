@@ -14,19 +14,20 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from structum_lab.plugins.database.testing import find_postgres_bindir
+from structum_lab.plugins.database.testing import find_mariadb_binaries, find_postgres_bindir
+from structum_lab.plugins.database.testing.pytest_plugin import skip_or_fail
 
 Run = Callable[..., pytest.RunResult]
 
 NO_DOCKER = "unix:///nonexistent/docker.sock"
 
 
-def _require_binaries() -> None:
+def _require_binaries(request: pytest.FixtureRequest) -> None:
     if find_postgres_bindir() is None:
-        message = "no PostgreSQL server binaries (initdb, pg_ctl) on this machine"
-        if os.environ.get("STRUCTUM_TEST_REQUIRE_DB") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(
+            request.config,
+            "no PostgreSQL server binaries (initdb, pg_ctl): apt-get install postgresql",
+        )
 
 
 def test_plugin_is_registered_and_mock_fixtures_work(
@@ -52,7 +53,12 @@ def test_plugin_is_registered_and_mock_fixtures_work(
     result = inner_pytest("-v")
     result.assert_outcomes(passed=2)
     help_text = inner_pytest("--help").stdout.str()
-    for option in ("--structum-db-url", "--structum-db-provision", "--structum-db-require"):
+    for option in (
+        "--structum-db-url",
+        "--structum-db-mysql-url",
+        "--structum-db-provision",
+        "--structum-db-require",
+    ):
         assert option in help_text
 
 
@@ -84,11 +90,14 @@ def test_a_test_leaking_a_mock_connection_fails_clearly(
     assert "test_leak.py::test_leaks_async leaked 1 connection(s)" in result.stdout.str()
 
 
-def test_skip_message_names_the_three_ways(
+def test_skip_message_names_the_ways(
     pytester: pytest.Pytester, inner_pytest: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", NO_DOCKER)
     monkeypatch.setenv("STRUCTUM_TEST_PG_BINDIR", "/nonexistent")
+    monkeypatch.setenv("STRUCTUM_TEST_POSTGRES_SERVICE", "off")
+    monkeypatch.setenv("STRUCTUM_TEST_MARIADB_BINDIR", "/nonexistent")
+    monkeypatch.setenv("STRUCTUM_TEST_MYSQL_SERVICE", "off")
     pytester.makepyfile(
         """
         def test_needs_postgres(postgres_url):
@@ -97,31 +106,39 @@ def test_skip_message_names_the_three_ways(
         def test_also_needs_it(postgres_db):
             raise AssertionError("must not run")
 
+        def test_needs_mysql(mysql_url):
+            raise AssertionError("must not run")
+
         def test_no_server_needed(mock_db):
             pass
         """
     )
     result = inner_pytest("-rs")
-    result.assert_outcomes(passed=1, skipped=2)
+    result.assert_outcomes(passed=1, skipped=3)
     output = result.stdout.str()
     assert "no PostgreSQL server for the tests. Provide one of:" in output
+    assert "no MariaDB/MySQL server for the tests. Provide one of:" in output
     for way in (
         "1. a URL: --structum-db-url=",
         "STRUCTUM_TEST_DATABASE_URL",
-        "2. a running Docker daemon",
+        "2. a running PostgreSQL service at postgresql://postgres@127.0.0.1:5432/test",
+        "3. a running Docker daemon",
         "structum-database-testing[containers]",
-        "3. the PostgreSQL server binaries (initdb, pg_ctl)",
+        "4. the PostgreSQL server binaries (initdb, pg_ctl)",
+        "local service: switched off",
         "Docker: no daemon answered",
         "local cluster: no PostgreSQL server binaries",
+        "STRUCTUM_TEST_MYSQL_URL",
+        "local server: no MariaDB server binaries",
     ):
         assert way in output
 
     required = inner_pytest("--structum-db-require")
-    required.assert_outcomes(passed=1, errors=2)
+    required.assert_outcomes(passed=1, errors=3)
     assert "a server is required: --structum-db-require" in required.stdout.str()
 
     monkeypatch.setenv("STRUCTUM_TEST_REQUIRE_DB", "1")
-    inner_pytest().assert_outcomes(passed=1, errors=2)
+    inner_pytest().assert_outcomes(passed=1, errors=3)
 
 
 def test_provision_option_is_validated(
@@ -367,10 +384,10 @@ def test_cluster_path_end_to_end(
     inner_pytest: Run,
     postgres_url: str,
     monkeypatch: pytest.MonkeyPatch,
-    record_property: Callable[[str, object], None],
+    request: pytest.FixtureRequest,
 ) -> None:
     """Force the throwaway-cluster way even though a URL is configured (CI must exercise it)."""
-    _require_binaries()
+    _require_binaries(request)
     out = pytester.path / "seen.json"
     monkeypatch.setenv("STRUCTUM_TEST_DATABASE_URL", postgres_url)
     monkeypatch.setenv("SEEN", str(out))
@@ -414,9 +431,76 @@ def test_cluster_path_end_to_end(
     )
     assert summary is not None, result.stdout.str()
     total, initdb, start, createdb = summary.groups()
-    record_property(
-        "structum_cluster_startup",
-        f"plugin start {total}s (initdb {initdb}s, start {start}s, createdb {createdb}s)",
+    request.node.user_properties.append(
+        (
+            "structum_cluster_startup",
+            f"plugin start {total}s (initdb {initdb}s, start {start}s, createdb {createdb}s)",
+        )
+    )
+
+
+@pytest.mark.integration
+def test_throwaway_mariadb_end_to_end(
+    pytester: pytest.Pytester,
+    inner_pytest: Run,
+    mysql_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Force the throwaway MariaDB even though a URL is configured (CI must exercise it)."""
+    if find_mariadb_binaries() is None:
+        skip_or_fail(
+            request.config,
+            "no MariaDB server binaries (mariadbd, mariadb-install-db): "
+            "apt-get install mariadb-server",
+        )
+    out = pytester.path / "seen.json"
+    monkeypatch.setenv("STRUCTUM_TEST_MYSQL_URL", mysql_url)
+    monkeypatch.setenv("SEEN", str(out))
+    pytester.makepyfile(
+        test_mariadb="""
+        import json, os
+        from structum_lab.plugins.database.sqlalchemy import SQLAlchemyDatabase
+
+        def test_mariadb(mysql_url):
+            db = SQLAlchemyDatabase(mysql_url, pool_size=1)
+            try:
+                with db.transaction() as conn:
+                    row = conn.execute(
+                        "SELECT @@datadir AS data, DATABASE() AS db, @@log_bin AS log_bin"
+                    ).fetchone()
+                    conn.execute("CREATE TABLE t (x INT)")
+            finally:
+                db.shutdown()
+            row["url"] = mysql_url
+            row["data_uid"] = os.stat(row["data"]).st_uid
+            with open(os.environ["SEEN"], "w") as f:
+                json.dump(row, f)
+        """
+    )
+    result = inner_pytest("--structum-db-provision=local", "--structum-db-require", "-v")
+    result.assert_outcomes(passed=1)
+    seen: dict[str, Any] = json.loads(out.read_text())
+    assert seen["url"] != mysql_url
+    assert urlsplit(seen["url"]).hostname == "127.0.0.1"
+    assert seen["db"] == "structum_test"
+    assert seen["log_bin"] == 0
+    assert Path(seen["data"]).parent.name.startswith("structum-mariadb-")
+    if os.geteuid() == 0:
+        assert seen["data_uid"] != 0
+    assert not Path(seen["data"]).exists(), "the server directory must be removed at the end"
+    summary = re.search(
+        r"structum-database: MariaDB/MySQL from a throwaway local server .* started in "
+        r"([\d.]+)s \(install ([\d.]+)s, start ([\d.]+)s\)",
+        result.stdout.str(),
+    )
+    assert summary is not None, result.stdout.str()
+    total, install, start = summary.groups()
+    request.node.user_properties.append(
+        (
+            "structum_cluster_startup",
+            f"MariaDB plugin start {total}s (install {install}s, start {start}s)",
+        )
     )
 
 

@@ -1,62 +1,81 @@
-"""Finding a PostgreSQL server for a test run.
+"""Finding a database server for a test run: PostgreSQL, and MariaDB/MySQL.
 
 The chain behind the ``postgres_url`` fixture, first match wins:
 
-1. an explicit URL (``--structum-db-url`` or ``STRUCTUM_TEST_DATABASE_URL``);
-2. a throwaway container (testcontainers' ``PostgresContainer``) when a Docker daemon answers;
-3. a throwaway cluster from the PostgreSQL server binaries on this machine (``initdb`` +
+1. an explicit URL (``--structum-db-url``, ``STRUCTUM_TEST_DATABASE_URL`` or
+   ``STRUCTUM_TEST_POSTGRES_URL``), used as given;
+2. the standard local service, ``postgresql://postgres@127.0.0.1:5432/test`` (another with
+   ``STRUCTUM_TEST_POSTGRES_SERVICE``), when a real query on it answers;
+3. a throwaway container (testcontainers' ``PostgresContainer``) when a Docker daemon answers;
+4. a throwaway cluster from the PostgreSQL server binaries on this machine (``initdb`` +
    ``pg_ctl`` on a free port, unix socket in a temporary directory, fsync off, deleted at the
    end; as root the server runs as an unprivileged user, because PostgreSQL refuses root);
-4. otherwise :class:`PostgresUnavailable`, whose message names the three ways to provide one.
+5. otherwise :class:`PostgresUnavailable`, whose message names the ways to provide one.
+
+The chain behind ``mysql_url`` is the same without Docker: an explicit URL
+(``--structum-db-mysql-url`` or ``STRUCTUM_TEST_MYSQL_URL``), the local service
+``mysql://root@127.0.0.1:3306/test`` (``STRUCTUM_TEST_MYSQL_SERVICE``), a throwaway MariaDB from
+the server binaries (:class:`LocalMariaDBServer`), else :class:`MySQLUnavailable`.
 
 Nothing here imports a database driver at module level: the pytest plugin must load without one.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import glob
 import os
-import pwd
 import re
 import shutil
 import socket
-import stat
 import subprocess
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
-
-from typing_extensions import Self
 
 from structum_lab.plugins.database import mask_url
 
+from ._throwaway import ClusterError, ThrowawayServer, free_port
+from .mariadb import ENV_MYSQL_BINDIR, LocalMariaDBServer, find_mariadb_binaries, mysql_admin
+
 __all__ = [
+    "DEFAULT_MYSQL_SERVICE",
+    "DEFAULT_POSTGRES_SERVICE",
     "ENV_BINDIR",
     "ENV_IMAGE",
+    "ENV_MYSQL_SERVICE",
+    "ENV_MYSQL_URL",
     "ENV_OS_USER",
+    "ENV_POSTGRES_SERVICE",
+    "ENV_POSTGRES_URL",
     "ENV_PROVISION",
     "ENV_REQUIRE",
     "ENV_URL",
     "ClusterError",
     "LocalPostgresCluster",
+    "MySQLUnavailable",
     "PostgresUnavailable",
     "ProvisionedPostgres",
+    "ProvisionedServer",
+    "ServerUnavailable",
     "Source",
     "docker_status",
     "find_postgres_bindir",
+    "provision_mysql",
     "provision_postgres",
     "worker_database_url",
 ]
 
 ENV_URL = "STRUCTUM_TEST_DATABASE_URL"
+# The integration suite's name for the same thing; both are honoured (ENV_URL first).
+ENV_POSTGRES_URL = "STRUCTUM_TEST_POSTGRES_URL"
+ENV_POSTGRES_SERVICE = "STRUCTUM_TEST_POSTGRES_SERVICE"
+ENV_MYSQL_URL = "STRUCTUM_TEST_MYSQL_URL"
+ENV_MYSQL_SERVICE = "STRUCTUM_TEST_MYSQL_SERVICE"
 ENV_REQUIRE = "STRUCTUM_TEST_REQUIRE_DB"
 ENV_PROVISION = "STRUCTUM_TEST_DATABASE_PROVISION"
 ENV_BINDIR = "STRUCTUM_TEST_PG_BINDIR"
@@ -64,53 +83,92 @@ ENV_IMAGE = "STRUCTUM_TEST_POSTGRES_IMAGE"
 ENV_OS_USER = "STRUCTUM_TEST_PG_OS_USER"
 ENV_TMPDIR = "STRUCTUM_TEST_PG_TMPDIR"
 
+# Where a machine set up for development (and CI) runs its servers: the usual ports, the usual
+# superuser with local trust (PostgreSQL) or no password (MariaDB), a database named ``test``.
+DEFAULT_POSTGRES_SERVICE = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_MYSQL_SERVICE = "mysql://root@127.0.0.1:3306/test"
+_OFF = ("off", "none", "no", "0", "false")
+# A service on the loopback answers at once or not at all; longer only behind a firewall.
+_SERVICE_TIMEOUT = 3.0
+
 DEFAULT_IMAGE = "postgres:16-alpine"
-Source = Literal["url", "docker", "local"]
-Mode = Literal["auto", "url", "docker", "local"]
-MODES: tuple[str, ...] = ("auto", "url", "docker", "local")
+Source = Literal["url", "service", "docker", "local"]
+Mode = Literal["auto", "url", "service", "docker", "local"]
+MODES: tuple[str, ...] = ("auto", "url", "service", "docker", "local")
 
 _PUBLIC = "structum_lab.plugins.database.testing"
 _SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
 
 
-class PostgresUnavailable(Exception):
-    """No way to provide a PostgreSQL server worked; ``reasons`` says why for each way tried."""
+class ServerUnavailable(Exception):
+    """No way to provide the server worked; ``reasons`` says why for each way tried."""
 
     __module__ = _PUBLIC
+    #: The server, as the skip message names it.
+    what = "database"
 
     def __init__(self, reasons: Iterable[str]) -> None:
         self.reasons = list(reasons)
         super().__init__(self.message())
 
+    def ways(self) -> list[str]:
+        """How to provide one, in the chain's order."""
+        return []
+
     def message(self) -> str:
-        """The explanation shown in the skip (or failure) of tests that need PostgreSQL."""
+        """The explanation shown in the skip (or failure) of the tests that need the server."""
+        ways = "".join(f"\n  {n}. {way}" for n, way in enumerate(self.ways(), 1))
         tried = "".join(f"\n  - {reason}" for reason in self.reasons)
-        return (
-            "no PostgreSQL server for the tests. Provide one of:\n"
-            f"  1. a URL: --structum-db-url=postgresql://user@host:5432/db or {ENV_URL}=...\n"
-            "  2. a running Docker daemon, with "
-            "`pip install 'structum-database-testing[containers]'` (a throwaway container)\n"
-            "  3. the PostgreSQL server binaries (initdb, pg_ctl) on this machine, e.g. "
-            f"`apt-get install postgresql`, or {ENV_BINDIR}=<bindir> (a throwaway local cluster)\n"
-            f"Tried:{tried}"
-        )
+        return f"no {self.what} server for the tests. Provide one of:{ways}\nTried:{tried}"
 
 
-class ClusterError(RuntimeError):
-    """The throwaway local cluster could not be created or started."""
+class PostgresUnavailable(ServerUnavailable):
+    """No way to provide a PostgreSQL server worked; ``reasons`` says why for each way tried."""
 
     __module__ = _PUBLIC
+    what = "PostgreSQL"
+
+    def ways(self) -> list[str]:
+        """How to provide one, in the chain's order."""
+        return [
+            f"a URL: --structum-db-url=postgresql://user@host:5432/db or {ENV_URL}=... "
+            f"(or {ENV_POSTGRES_URL}=...)",
+            f"a running PostgreSQL service at {DEFAULT_POSTGRES_SERVICE} (user postgres with "
+            f"trust authentication, a database named test), or {ENV_POSTGRES_SERVICE}=<url>",
+            "a running Docker daemon, with "
+            "`pip install 'structum-database-testing[containers]'` (a throwaway container)",
+            "the PostgreSQL server binaries (initdb, pg_ctl) on this machine, e.g. "
+            f"`apt-get install postgresql`, or {ENV_BINDIR}=<bindir> (a throwaway local cluster)",
+        ]
+
+
+class MySQLUnavailable(ServerUnavailable):
+    """No way to provide a MariaDB/MySQL server worked; ``reasons`` says why for each way."""
+
+    __module__ = _PUBLIC
+    what = "MariaDB/MySQL"
+
+    def ways(self) -> list[str]:
+        """How to provide one, in the chain's order."""
+        return [
+            f"a URL: --structum-db-mysql-url=mysql://user@host:3306/db or {ENV_MYSQL_URL}=...",
+            f"a running MariaDB/MySQL service at {DEFAULT_MYSQL_SERVICE} (root without a "
+            f"password, a database named test), or {ENV_MYSQL_SERVICE}=<url>",
+            "the MariaDB server binaries (mariadbd, mariadb-install-db) on this machine, e.g. "
+            f"`apt-get install mariadb-server`, or {ENV_MYSQL_BINDIR}=<dir> "
+            "(a throwaway local server)",
+        ]
 
 
 @dataclass
-class ProvisionedPostgres:
-    """A PostgreSQL server the test run may use.
+class ProvisionedServer:
+    """A database server the test run may use.
 
     Attributes:
-        url: ``postgresql://`` URL of the database the tests use (per xdist worker).
-        source: ``"url"``, ``"docker"`` or ``"local"``.
+        url: URL of the database the tests use (per xdist worker).
+        source: ``"url"``, ``"service"``, ``"docker"`` or ``"local"``.
         description: One line for the test report (password masked).
-        startup_seconds: How long providing it took (container or cluster start), if measured.
+        startup_seconds: How long providing it took (container or server start), if measured.
     """
 
     url: str
@@ -122,9 +180,13 @@ class ProvisionedPostgres:
     __module__ = _PUBLIC
 
     def close(self) -> None:
-        """Drop the worker database / stop the container or cluster (idempotent)."""
+        """Drop the worker database / stop the container or server (idempotent)."""
         while self._closers:
             self._closers.pop()()
+
+
+#: The name this class had when only PostgreSQL was provisioned.
+ProvisionedPostgres = ProvisionedServer
 
 
 # -- Docker ------------------------------------------------------------------------------------
@@ -193,7 +255,7 @@ def docker_status(timeout: float = 0.5) -> tuple[bool, str]:
     return False, "; ".join(reasons)
 
 
-def _start_container(image: str) -> ProvisionedPostgres:
+def _start_container(image: str) -> ProvisionedServer:
     try:
         from testcontainers.community.postgres import PostgresContainer  # noqa: PLC0415
     except ImportError:
@@ -211,7 +273,7 @@ def _start_container(image: str) -> ProvisionedPostgres:
     container.start()
     elapsed = time.perf_counter() - started
     url = container.get_connection_url()
-    return ProvisionedPostgres(
+    return ProvisionedServer(
         url,
         "docker",
         f"from a throwaway Docker container ({image}), started in {elapsed:.2f}s",
@@ -268,50 +330,7 @@ def find_postgres_bindir() -> Path | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _world_traversable(path: Path) -> bool:
-    for part in [path, *path.parents]:
-        try:
-            if not part.stat().st_mode & stat.S_IXOTH:
-                return False
-        except OSError:
-            return False
-    return True
-
-
-def _unprivileged_account() -> pwd.struct_passwd:
-    """The account a root process runs PostgreSQL as (created when there is none)."""
-    wanted = os.environ.get(ENV_OS_USER)
-    names = [wanted] if wanted else ["postgres", "nobody"]
-    for name in names:
-        try:
-            account = pwd.getpwnam(name)
-        except KeyError:
-            continue
-        if account.pw_uid != 0:
-            return account
-    if wanted:
-        raise ClusterError(f"{ENV_OS_USER}={wanted!r} is not an unprivileged user of this machine")
-    useradd = shutil.which("useradd")
-    if useradd is None:
-        raise ClusterError(
-            "running as root, PostgreSQL needs an unprivileged user and none was found "
-            f"(postgres, nobody); create one and set {ENV_OS_USER}"
-        )
-    subprocess.run(  # noqa: S603 - argv list of a located binary, no shell
-        [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "structum-pg"],
-        check=True,
-        capture_output=True,
-    )
-    return pwd.getpwnam("structum-pg")
-
-
-class LocalPostgresCluster:
+class LocalPostgresCluster(ThrowawayServer):
     """A throwaway PostgreSQL cluster run from the server binaries of this machine.
 
     ``start()`` runs ``initdb`` into a new temporary directory and ``pg_ctl start`` on a free
@@ -341,6 +360,11 @@ class LocalPostgresCluster:
     """
 
     __module__ = _PUBLIC
+    dir_prefix = "structum-pg-"
+    env_prefix = "PG"
+    os_user_env = ENV_OS_USER
+    os_users = ("postgres", "nobody")
+    tmpdir_env = ENV_TMPDIR
 
     def __init__(
         self,
@@ -359,18 +383,13 @@ class LocalPostgresCluster:
                 "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found; install them "
                 f"(e.g. apt-get install postgresql) or set {ENV_BINDIR}"
             )
+        super().__init__(base_dir=base_dir, start_timeout=start_timeout)
         self.bindir = found
         self.database = database
         self.user = user
-        self.base_dir = base_dir
         self.settings = dict(settings or {})
-        self.start_timeout = start_timeout
-        self.port: int | None = port
+        self.port = port
         self._fixed_port = port is not None
-        self.dir: Path | None = None
-        self.timings: dict[str, float] = {}
-        self._run_as: pwd.struct_passwd | None = None
-        self._running = False  # started and not yet removed
         self._server_up = False  # the server process is up (stop_server() takes it down)
 
     def __repr__(self) -> str:
@@ -394,11 +413,6 @@ class LocalPostgresCluster:
             raise ClusterError("the cluster is not running; call start() first")
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
 
-    @property
-    def startup_seconds(self) -> float:
-        """Total seconds ``start()`` took."""
-        return sum(self.timings.values())
-
     def version(self) -> str:
         """The server version, e.g. ``15.13``."""
         out = subprocess.run(  # noqa: S603 - argv list of a located binary, no shell
@@ -410,102 +424,29 @@ class LocalPostgresCluster:
         match = re.search(r"(\d+(?:\.\d+)*)", out.stdout)
         return match.group(1) if match else out.stdout.strip()
 
-    def _dir(self) -> Path:
-        if self.dir is None:
-            raise ClusterError("the cluster has no directory yet; call start() first")
-        return self.dir
-
-    def _base(self) -> str:
-        base = self.base_dir or os.environ.get(ENV_TMPDIR) or tempfile.gettempdir()
-        if self._run_as is not None and not _world_traversable(Path(base)):
-            # The unprivileged server must reach its directory through every parent.
-            if _world_traversable(Path("/tmp")):  # noqa: S108 - a private mkdtemp below it
-                return "/tmp"  # noqa: S108
-            raise ClusterError(
-                f"{base} is not reachable by the unprivileged user {self._run_as.pw_name}; "
-                f"set {ENV_TMPDIR} to a directory every user can traverse"
-            )
-        return str(base)
-
-    def _env(self) -> dict[str, str]:
-        # PG* variables of the caller (PGHOST, PGDATA...) must not redirect the admin commands.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        env.update(LC_ALL="C", LANG="C")
-        return env
-
-    def _run(self, args: list[str], *, as_server: bool, timeout: float) -> str:
-        kwargs: dict[str, Any] = {}
-        if as_server and self._run_as is not None:
-            kwargs.update(user=self._run_as.pw_uid, group=self._run_as.pw_gid, extra_groups=[])
-        try:
-            out = subprocess.run(  # noqa: S603 - argv list of a located binary, no shell
-                args,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                cwd=str(self._dir()),
-                env=self._env(),
-                check=False,
-                **kwargs,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ClusterError(f"{Path(args[0]).name} did not finish within {timeout:g}s") from exc
-        if out.returncode != 0:
-            raise ClusterError(
-                f"{Path(args[0]).name} failed (exit {out.returncode}): "
-                f"{(out.stderr or out.stdout).strip()}{self._log_tail()}"
-            )
-        return str(out.stdout)
-
-    def _log_tail(self) -> str:
-        try:
-            lines = (self._dir() / "server.log").read_text(errors="replace").splitlines()[-15:]
-        except OSError:
-            return ""
-        return "\nserver log:\n" + "\n".join(lines) if lines else ""
-
-    def start(self) -> Self:
-        """Create and start the cluster, then the test database.
-
-        Raises:
-            ClusterError: A step failed; the message carries its output and the server log.
-        """
-        if self._running:
-            return self
-        if os.geteuid() == 0:
-            self._run_as = _unprivileged_account()
+    def _create(self) -> None:
         if not self._fixed_port:
             self.port = None  # a new cluster gets a new free port
-        self.dir = Path(tempfile.mkdtemp(prefix="structum-pg-", dir=self._base()))
-        try:
-            if self._run_as is not None:
-                os.chown(self.dir, self._run_as.pw_uid, self._run_as.pw_gid)
-            self.socket_dir.mkdir()
-            if self._run_as is not None:
-                os.chown(self.socket_dir, self._run_as.pw_uid, self._run_as.pw_gid)
-            began = time.perf_counter()
-            self._run(
-                [
-                    str(self.bindir / "initdb"),
-                    "-D", str(self.data_dir),
-                    "-U", self.user,
-                    "--auth=trust",
-                    "--encoding=UTF8",
-                    "--locale=C",
-                    "--no-sync",
-                ],
-                as_server=True,
-                timeout=120,
-            )  # fmt: skip
-            self.timings["initdb"] = time.perf_counter() - began
-            self._start_server()
-            began = time.perf_counter()
-            self._create_database()
-            self.timings["createdb"] = time.perf_counter() - began
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        self._mkdir(self.socket_dir)
+        began = time.perf_counter()
+        self._run(
+            [
+                str(self.bindir / "initdb"),
+                "-D", str(self.data_dir),
+                "-U", self.user,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            as_server=True,
+            timeout=120,
+        )  # fmt: skip
+        self.timings["initdb"] = time.perf_counter() - began
+        self._start_server()
+        began = time.perf_counter()
+        self._create_database()
+        self.timings["createdb"] = time.perf_counter() - began
 
     def _start_server(self) -> None:
         settings = {
@@ -523,13 +464,13 @@ class LocalPostgresCluster:
         attempts = 1 if self._fixed_port or self.port is not None else 3
         for attempt in range(attempts):
             if self.port is None or (attempt and not self._fixed_port):
-                self.port = _free_port()
+                self.port = free_port()
             options = " ".join(f"-c {key}={value}" for key, value in settings.items())
             began = time.perf_counter()
             try:
                 self.pg_ctl(
                     "start",
-                    "-l", str(self._dir() / "server.log"),
+                    "-l", str(self._dir() / self.log_name),
                     "-t", str(int(self.start_timeout)),
                     "-o", f"-p {self.port} {options}",
                     timeout=self.start_timeout + 10,
@@ -540,8 +481,7 @@ class LocalPostgresCluster:
                 continue
             self.timings.setdefault("start", time.perf_counter() - began)
             if not self._running:
-                self._running = True
-                atexit.register(self.stop)
+                self._started()
             self._server_up = True
             return
 
@@ -616,32 +556,14 @@ class LocalPostgresCluster:
             timeout=60,
         )  # fmt: skip
 
-    def stop(self) -> None:
-        """Stop the server (immediately: the data is thrown away) and delete its directory."""
-        if self._running:
-            self._running = False
-            atexit.unregister(self.stop)
-            if self._server_up:
-                self._server_up = False
-                with contextlib.suppress(ClusterError):
-                    self.pg_ctl("stop", "-m", "immediate")
-        if self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _stop_server(self) -> None:
+        if self._server_up:
+            self._server_up = False
+            with contextlib.suppress(ClusterError):
+                self.pg_ctl("stop", "-m", "immediate")
 
 
-def _start_cluster() -> ProvisionedPostgres:
+def _start_cluster() -> ProvisionedServer:
     cluster = LocalPostgresCluster().start()
     t = cluster.timings
     description = (
@@ -650,34 +572,29 @@ def _start_cluster() -> ProvisionedPostgres:
         f"(initdb {t.get('initdb', 0):.2f}s, start {t.get('start', 0):.2f}s, "
         f"createdb {t.get('createdb', 0):.2f}s)"
     )
-    return ProvisionedPostgres(
+    return ProvisionedServer(
         cluster.url, "local", description, cluster.startup_seconds, [cluster.stop]
     )
 
 
-# -- one database per xdist worker on a shared server -----------------------------------------
+# -- talking to a PostgreSQL server without depending on a driver ----------------------------
 def _plain_url(url: str) -> str:
     """``postgresql+driver://`` → ``postgresql://`` (what libpq and psql accept)."""
     scheme, rest = url.split("://", 1)
     return f"postgresql://{rest}" if scheme.split("+")[0] in ("postgresql", "postgres") else url
 
 
-def worker_database_url(url: str, worker: str) -> str:
-    """``url`` with its database renamed ``<database>_<worker>`` (e.g. ``test_gw0``)."""
-    parts = urlsplit(url)
-    database = parts.path.lstrip("/") or (parts.username or "postgres")
-    return urlunsplit(parts._replace(path=f"/{database}_{worker}"))
+def _is_mysql(url: str) -> bool:
+    return url.split("://", 1)[0].split("+", 1)[0] in ("mysql", "mariadb")
 
 
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _admin(url: str, statements: list[str]) -> None:
+def _admin(url: str, statements: list[str], *, connect_timeout: float | None = None) -> None:
     """Run ``statements`` in autocommit on ``url`` (psycopg when installed, else ``psql``)."""
     plain = _plain_url(url)
+    seconds = None if connect_timeout is None else max(1, round(connect_timeout))
+    timeout = {} if seconds is None else {"connect_timeout": seconds}
     try:
-        import psycopg  # noqa: PLC0415 - optional: only needed to create per-worker databases
+        import psycopg  # noqa: PLC0415 - optional: the testing package depends on no driver
     except ImportError:
         psql = shutil.which("psql")
         bindir = find_postgres_bindir()
@@ -685,9 +602,12 @@ def _admin(url: str, statements: list[str]) -> None:
             psql = str(bindir / "psql")
         if psql is None:
             raise ClusterError(
-                "creating one database per xdist worker needs psycopg or the psql client: "
+                "talking to PostgreSQL needs psycopg or the psql client: "
                 "pip install 'psycopg[binary]'"
             ) from None
+        env = dict(os.environ)
+        if seconds is not None:
+            env["PGCONNECT_TIMEOUT"] = str(seconds)
         for statement in statements:
             out = subprocess.run(  # noqa: S603 - argv list of a located binary, no shell
                 [psql, plain, "-v", "ON_ERROR_STOP=1", "-X", "-q", "-c", statement],
@@ -695,58 +615,143 @@ def _admin(url: str, statements: list[str]) -> None:
                 text=True,
                 check=False,
                 timeout=120,
+                env=env,
             )
             if out.returncode != 0:
                 raise ClusterError(
                     f"{statement!r} failed on {mask_url(url)}: {out.stderr.strip()}"
                 ) from None
         return
-    with psycopg.connect(plain, autocommit=True) as conn:
+    with psycopg.connect(plain, autocommit=True, **timeout) as conn:  # type: ignore[arg-type]
         for statement in statements:
             conn.execute(statement)
 
 
+# -- the standard local service ---------------------------------------------------------------
+def _service_url(explicit: str | None, env: str, default: str) -> str | None:
+    """The service address to probe, or None when switched off (``off``)."""
+    url = explicit if explicit is not None else os.environ.get(env, default)
+    return None if url.strip().lower() in _OFF else url.strip() or default
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _probe_service(url: str) -> str | None:
+    """None when a real query on ``url`` answers, else why not (one line, password masked)."""
+    try:
+        if _is_mysql(url):
+            mysql_admin(url, ["SELECT 1"], connect_timeout=_SERVICE_TIMEOUT)
+        else:
+            _admin(url, ["SELECT 1"], connect_timeout=_SERVICE_TIMEOUT)
+    except Exception as exc:
+        why = _first_line(exc)
+        database = urlsplit(url).path.lstrip("/")
+        if re.search(r"does not exist|unknown database", why, re.IGNORECASE) and database:
+            create = (
+                f"mysql -h {urlsplit(url).hostname} -u root -e 'CREATE DATABASE {database}'"
+                if _is_mysql(url)
+                else f"createdb -h {urlsplit(url).hostname} -U postgres {database}"
+            )
+            return f"{mask_url(url)} answers, but has no database {database} (`{create}`)"
+        masked = mask_url(url)
+        why = why.replace(url, masked).removeprefix(f"cannot connect to {masked}: ")
+        return f"{masked}: {why}"
+    return None
+
+
+# -- one database per xdist worker on a shared server -----------------------------------------
+def worker_database_url(url: str, worker: str) -> str:
+    """``url`` with its database renamed ``<database>_<worker>`` (e.g. ``test_gw0``)."""
+    parts = urlsplit(url)
+    database = parts.path.lstrip("/") or (parts.username or "postgres")
+    return urlunsplit(parts._replace(path=f"/{database}_{worker}"))
+
+
 def _worker_database(url: str, worker: str) -> tuple[str, Callable[[], None]]:
     worker_url = worker_database_url(url, worker)
-    name = _quote_ident(urlsplit(worker_url).path.lstrip("/"))
+    bare = urlsplit(worker_url).path.lstrip("/")
+    if _is_mysql(url):
+        name = "`" + bare.replace("`", "``") + "`"
+
+        def admin(statements: list[str]) -> None:
+            mysql_admin(url, statements)
+
+        drops = [[f"DROP DATABASE IF EXISTS {name}"]]
+        privilege = "CREATE and DROP"
+    else:
+        name = '"' + bare.replace('"', '""') + '"'
+
+        def admin(statements: list[str]) -> None:
+            _admin(url, statements)
+
+        # Before PostgreSQL 13 there is no FORCE.
+        drops = [
+            [f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+            [f"DROP DATABASE IF EXISTS {name}"],
+        ]
+        privilege = "CREATEDB"
     try:
-        _admin(url, [f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}"])
-    except ClusterError:
-        raise
+        admin([f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}"])
     except Exception as exc:
         raise ClusterError(
-            f"cannot create the per-worker database {name} on {mask_url(url)} ({exc}); give the "
-            "user the CREATEDB privilege, or run without pytest-xdist"
+            f"cannot create the per-worker database {name} on {mask_url(url)} "
+            f"({_first_line(exc)}); give the user the {privilege} privilege, or run without "
+            "pytest-xdist"
         ) from exc
 
     def drop() -> None:
-        with contextlib.suppress(Exception):
-            try:
-                _admin(url, [f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"])
-            except Exception:  # before PostgreSQL 13 there is no FORCE
-                _admin(url, [f"DROP DATABASE IF EXISTS {name}"])
+        for statements in drops:
+            with contextlib.suppress(Exception):
+                admin(statements)
+                return
 
     return worker_url, drop
 
 
-# -- the chain -----------------------------------------------------------------------------------
+def _given(url: str, source: Source, what: str, worker: str | None) -> ProvisionedServer:
+    """A server we were given (a URL, or the service): the worker's own database on it."""
+    if not worker:
+        return ProvisionedServer(url, source, f"{what} {mask_url(url)}")
+    worker_url, drop = _worker_database(url, worker)
+    return ProvisionedServer(
+        worker_url,
+        source,
+        f"{what}, database {mask_url(worker_url)} for worker {worker}",
+        None,
+        [drop],
+    )
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+
+
+# -- the chains ----------------------------------------------------------------------------------
 def provision_postgres(
     *,
     url: str | None = None,
     mode: Mode = "auto",
     worker: str | None = None,
+    service: str | None = None,
     image: str | None = None,
     docker_timeout: float = 0.5,
-) -> ProvisionedPostgres:
+) -> ProvisionedServer:
     """Provide a PostgreSQL server by the first way that works (see the module docstring).
 
     Args:
         url: An explicit server URL (step 1).
-        mode: ``"auto"`` walks the chain; ``"url"``, ``"docker"`` or ``"local"`` allow only that
-            way (e.g. to test the local cluster even where a URL is configured).
-        worker: The pytest-xdist worker id (``gw0``...). With an explicit URL the worker gets its
-            own database ``<database>_<worker>``; containers and clusters are per worker anyway.
-        image: Docker image for step 2 (default ``STRUCTUM_TEST_POSTGRES_IMAGE`` or
+        mode: ``"auto"`` walks the chain; ``"url"``, ``"service"``, ``"docker"`` or ``"local"``
+            allow only that way (e.g. to test the local cluster even where a URL is configured).
+        worker: The pytest-xdist worker id (``gw0``...). With a URL or the service the worker
+            gets its own database ``<database>_<worker>``; containers and clusters are per worker
+            anyway.
+        service: The local service to probe in step 2 (default ``STRUCTUM_TEST_POSTGRES_SERVICE``,
+            else ``postgresql://postgres@127.0.0.1:5432/test``; ``"off"`` skips the step).
+        image: Docker image for step 3 (default ``STRUCTUM_TEST_POSTGRES_IMAGE`` or
             ``postgres:16-alpine``).
         docker_timeout: Seconds to wait for the Docker daemon to answer.
 
@@ -755,33 +760,30 @@ def provision_postgres(
 
     Raises:
         PostgresUnavailable: No way worked; its message says what to do.
-        ClusterError: An explicit URL was given but the per-worker database cannot be created.
+        ClusterError: A URL or the service was found but the per-worker database cannot be
+            created.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    _check_mode(mode)
     reasons: list[str] = []
     if mode in ("auto", "url"):
         if url:
-            if not worker:
-                return ProvisionedPostgres(url, "url", f"from the given URL {mask_url(url)}")
-            worker_url, drop = _worker_database(url, worker)
-            return ProvisionedPostgres(
-                worker_url,
-                "url",
-                f"from the given URL, database {mask_url(worker_url)} for worker {worker}",
-                None,
-                [drop],
-            )
-        reasons.append(f"URL: none given (--structum-db-url, {ENV_URL})")
+            return _given(url, "url", "from the given URL", worker)
+        reasons.append(f"URL: none given (--structum-db-url, {ENV_URL}, {ENV_POSTGRES_URL})")
+    if mode in ("auto", "service"):
+        where = _service_url(service, ENV_POSTGRES_SERVICE, DEFAULT_POSTGRES_SERVICE)
+        why = "switched off" if where is None else _probe_service(where)
+        if where is not None and why is None:
+            return _given(where, "service", "from the local service", worker)
+        reasons.append(f"local service: {why}")
     if mode in ("auto", "docker"):
-        answers, where = docker_status(docker_timeout)
+        answers, docker = docker_status(docker_timeout)
         if answers:
             try:
                 return _start_container(image or os.environ.get(ENV_IMAGE) or DEFAULT_IMAGE)
             except Exception as exc:
-                reasons.append(f"Docker: the daemon at {where} answers, but {exc}")
+                reasons.append(f"Docker: the daemon at {docker} answers, but {exc}")
         else:
-            reasons.append(f"Docker: no daemon answered ({where})")
+            reasons.append(f"Docker: no daemon answered ({docker})")
     if mode in ("auto", "local"):
         if find_postgres_bindir() is None:
             reasons.append(
@@ -794,3 +796,70 @@ def provision_postgres(
             except ClusterError as exc:
                 reasons.append(f"local cluster: {exc}")
     raise PostgresUnavailable(reasons)
+
+
+def _start_mariadb() -> ProvisionedServer:
+    server = LocalMariaDBServer().start()
+    t = server.timings
+    description = (
+        f"from a throwaway local server (MariaDB {server.version()}, {server.binaries.server}) "
+        f"on 127.0.0.1:{server.port}, started in {server.startup_seconds:.2f}s "
+        f"(install {t.get('install', 0):.2f}s, start {t.get('start', 0):.2f}s)"
+    )
+    return ProvisionedServer(
+        server.url, "local", description, server.startup_seconds, [server.stop]
+    )
+
+
+def provision_mysql(
+    *,
+    url: str | None = None,
+    mode: Mode = "auto",
+    worker: str | None = None,
+    service: str | None = None,
+) -> ProvisionedServer:
+    """Provide a MariaDB/MySQL server by the first way that works (see the module docstring).
+
+    Args:
+        url: An explicit server URL, ``mysql://user[:password]@host[:port]/database``.
+        mode: ``"auto"`` walks the chain; ``"url"``, ``"service"`` or ``"local"`` allow only
+            that way (``"docker"`` allows none: there is no MariaDB container step).
+        worker: The pytest-xdist worker id. With a URL or the service the worker gets its own
+            database ``<database>_<worker>``; a throwaway server is per worker anyway.
+        service: The local service to probe (default ``STRUCTUM_TEST_MYSQL_SERVICE``, else
+            ``mysql://root@127.0.0.1:3306/test``; ``"off"`` skips the step).
+
+    Returns:
+        The server; call ``close()`` when done.
+
+    Raises:
+        MySQLUnavailable: No way worked; its message says what to do.
+        ClusterError: A URL or the service was found but the per-worker database cannot be
+            created.
+    """
+    _check_mode(mode)
+    reasons: list[str] = []
+    if mode in ("auto", "url"):
+        if url:
+            return _given(url, "url", "from the given URL", worker)
+        reasons.append(f"URL: none given (--structum-db-mysql-url, {ENV_MYSQL_URL})")
+    if mode in ("auto", "service"):
+        where = _service_url(service, ENV_MYSQL_SERVICE, DEFAULT_MYSQL_SERVICE)
+        why = "switched off" if where is None else _probe_service(where)
+        if where is not None and why is None:
+            return _given(where, "service", "from the local service", worker)
+        reasons.append(f"local service: {why}")
+    if mode == "docker":
+        reasons.append("Docker: no MariaDB/MySQL container step (use another way)")
+    if mode in ("auto", "local"):
+        if find_mariadb_binaries() is None:
+            reasons.append(
+                "local server: no MariaDB server binaries (mariadbd, mariadb-install-db) found "
+                f"via {ENV_MYSQL_BINDIR}, PATH, /usr/sbin or /usr/local"
+            )
+        else:
+            try:
+                return _start_mariadb()
+            except ClusterError as exc:
+                reasons.append(f"local server: {exc}")
+    raise MySQLUnavailable(reasons)

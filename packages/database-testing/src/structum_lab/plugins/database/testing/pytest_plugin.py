@@ -2,17 +2,20 @@
 
 Options (each with an environment variable, for CI):
 
-- ``--structum-db-url URL`` / ``STRUCTUM_TEST_DATABASE_URL``: the PostgreSQL server to use.
-- ``--structum-db-provision {auto,url,docker,local}`` / ``STRUCTUM_TEST_DATABASE_PROVISION``: walk
-  the whole chain (default) or allow only one way.
+- ``--structum-db-url URL`` / ``STRUCTUM_TEST_DATABASE_URL`` (or ``STRUCTUM_TEST_POSTGRES_URL``):
+  the PostgreSQL server to use.
+- ``--structum-db-mysql-url URL`` / ``STRUCTUM_TEST_MYSQL_URL``: the MariaDB/MySQL server to use.
+- ``--structum-db-provision {auto,url,service,docker,local}`` /
+  ``STRUCTUM_TEST_DATABASE_PROVISION``: walk the whole chain (default) or allow only one way.
 - ``--structum-db-require`` / ``STRUCTUM_TEST_REQUIRE_DB=1``: fail, instead of skip, the tests that
-  need PostgreSQL when none can be provided.
+  need a server when none can be found or started.
 
-Fixtures: ``mock_db``, ``async_mock_db`` (no server); ``postgres_url`` (session); the backend
-databases ``sqlalchemy_db``, ``postgres_db`` (session) and ``async_sqlalchemy_db``,
-``async_postgres_db`` (per test); and their per-test isolated variants ``isolated_*``, whose
-writes are rolled back after the test. Backends are imported inside the fixtures, so this module
-loads with no database driver installed; the async fixtures need pytest-asyncio.
+Fixtures: ``mock_db``, ``async_mock_db`` (no server); ``postgres_url`` and ``mysql_url``
+(session); the backend databases ``sqlalchemy_db``, ``postgres_db`` (session) and
+``async_sqlalchemy_db``, ``async_postgres_db`` (per test); and their per-test isolated variants
+``isolated_*``, whose writes are rolled back after the test. Backends are imported inside the
+fixtures, so this module loads with no database driver installed; the async fixtures need
+pytest-asyncio. :func:`skip_or_fail` is the plugin's rule for a test whose server cannot be had.
 """
 
 from __future__ import annotations
@@ -21,21 +24,24 @@ import importlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import pytest
 
 from .isolation import ConnectionLeakError, async_isolated, checked_out, isolated, leak_error
 from .mock import AsyncMockDatabase, MockDatabase
 from .provision import (
+    ENV_MYSQL_URL,
+    ENV_POSTGRES_URL,
     ENV_PROVISION,
     ENV_REQUIRE,
     ENV_URL,
     MODES,
     ClusterError,
     Mode,
-    PostgresUnavailable,
-    ProvisionedPostgres,
+    ProvisionedServer,
+    ServerUnavailable,
+    provision_mysql,
     provision_postgres,
 )
 
@@ -48,16 +54,19 @@ __all__ = [
     "isolated_postgres_db",
     "isolated_sqlalchemy_db",
     "mock_db",
+    "mysql_url",
     "postgres_db",
     "postgres_url",
     "pytest_addoption",
     "pytest_terminal_summary",
+    "skip_or_fail",
     "sqlalchemy_db",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_PROVISIONED = pytest.StashKey[ProvisionedPostgres]()
+_PROVISIONED = pytest.StashKey[ProvisionedServer]()
+_PROVISIONED_MYSQL = pytest.StashKey[ProvisionedServer]()
 _LEAK_REPORTED = pytest.StashKey[bool]()
 _TRUE = ("1", "true", "yes", "on")
 
@@ -70,22 +79,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="structum_db_url",
         default=None,
         metavar="URL",
-        help=f"PostgreSQL server for postgres_url and the database fixtures (env {ENV_URL}).",
+        help="PostgreSQL server for postgres_url and the database fixtures "
+        f"(env {ENV_URL} or {ENV_POSTGRES_URL}).",
+    )
+    group.addoption(
+        "--structum-db-mysql-url",
+        dest="structum_db_mysql_url",
+        default=None,
+        metavar="URL",
+        help=f"MariaDB/MySQL server for mysql_url (env {ENV_MYSQL_URL}).",
     )
     group.addoption(
         "--structum-db-provision",
         dest="structum_db_provision",
         default=None,
         choices=MODES,
-        help="How postgres_url finds a server: auto (URL, then Docker, then a local cluster; the "
-        f"default) or only url, docker or local (env {ENV_PROVISION}).",
+        help="How postgres_url and mysql_url find a server: auto (URL, then the local service, "
+        "then Docker, then a throwaway local server; the default) or only url, service, docker "
+        f"or local (env {ENV_PROVISION}).",
     )
     group.addoption(
         "--structum-db-require",
         dest="structum_db_require",
         action="store_true",
         default=False,
-        help="Fail, instead of skip, tests that need PostgreSQL when none can be provided "
+        help="Fail, instead of skip, tests that need a server when none can be provided "
         f"(env {ENV_REQUIRE}=1).",
     )
 
@@ -93,26 +111,48 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @dataclass(frozen=True)
 class _Settings:
     url: str | None
+    mysql_url: str | None
     mode: Mode
     require: bool
 
 
 def _settings(config: pytest.Config) -> _Settings:
-    url = config.getoption("structum_db_url") or os.environ.get(ENV_URL) or None
+    url = (
+        config.getoption("structum_db_url")
+        or os.environ.get(ENV_URL)
+        or os.environ.get(ENV_POSTGRES_URL)
+        or None
+    )
+    mysql_url = config.getoption("structum_db_mysql_url") or os.environ.get(ENV_MYSQL_URL) or None
     mode = config.getoption("structum_db_provision") or os.environ.get(ENV_PROVISION) or "auto"
     if mode not in MODES:
         raise pytest.UsageError(f"{ENV_PROVISION} must be one of {', '.join(MODES)}, not {mode!r}")
     require = bool(config.getoption("structum_db_require")) or (
         os.environ.get(ENV_REQUIRE, "").strip().lower() in _TRUE
     )
-    return _Settings(url, cast(Mode, mode), require)
+    return _Settings(url, mysql_url, cast(Mode, mode), require)
+
+
+def skip_or_fail(config: pytest.Config, message: str) -> NoReturn:
+    """Skip the current test for want of a server, or fail it when one is required.
+
+    A server is required with ``--structum-db-require`` or ``STRUCTUM_TEST_REQUIRE_DB=1`` (CI:
+    every integration test must run). ``message`` should say how to get the server.
+    """
+    if _settings(config).require:
+        pytest.fail(
+            f"{message}\n(a server is required: --structum-db-require or {ENV_REQUIRE}=1)",
+            pytrace=False,
+        )
+    pytest.skip(message)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """Say where the PostgreSQL of this run came from (and how long it took to start)."""
-    server = config.stash.get(_PROVISIONED, None)
-    if server is not None:
-        terminalreporter.write_line(f"structum-database: PostgreSQL {server.description}")
+    """Say where the servers of this run came from (and how long they took to start)."""
+    for key, what in ((_PROVISIONED, "PostgreSQL"), (_PROVISIONED_MYSQL, "MariaDB/MySQL")):
+        server = config.stash.get(key, None)
+        if server is not None:
+            terminalreporter.write_line(f"structum-database: {what} {server.description}")
 
 
 # -- no server -------------------------------------------------------------------------------
@@ -154,36 +194,53 @@ def async_mock_db(request: pytest.FixtureRequest) -> Iterator[AsyncMockDatabase]
 
 
 # -- a PostgreSQL server ---------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """URL of a PostgreSQL database for this test run (this xdist worker's own).
-
-    Provided by ``--structum-db-url``/``STRUCTUM_TEST_DATABASE_URL``, else a throwaway Docker
-    container, else a throwaway local cluster; otherwise the tests that need it are skipped (or
-    fail, with ``--structum-db-require``). The container or cluster is removed after the run.
-    """
+def _provided(
+    request: pytest.FixtureRequest,
+    provision: Callable[..., ProvisionedServer],
+    url: str | None,
+    key: pytest.StashKey[ProvisionedServer],
+) -> Iterator[str]:
     settings = _settings(request.config)
     try:
-        server = provision_postgres(
-            url=settings.url,
-            mode=settings.mode,
-            worker=os.environ.get("PYTEST_XDIST_WORKER"),
+        server = provision(
+            url=url, mode=settings.mode, worker=os.environ.get("PYTEST_XDIST_WORKER")
         )
-    except PostgresUnavailable as exc:
-        if settings.require:
-            pytest.fail(
-                f"{exc.message()}\n(a server is required: --structum-db-require or "
-                f"{ENV_REQUIRE}=1)",
-                pytrace=False,
-            )
-        pytest.skip(exc.message())
+    except ServerUnavailable as exc:
+        skip_or_fail(request.config, exc.message())
     except ClusterError as exc:
         pytest.fail(str(exc), pytrace=False)
-    request.config.stash[_PROVISIONED] = server
+    request.config.stash[key] = server
     try:
         yield server.url
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of a PostgreSQL database for this test run (this xdist worker's own).
+
+    Provided by ``--structum-db-url``/``STRUCTUM_TEST_DATABASE_URL``/``STRUCTUM_TEST_POSTGRES_URL``,
+    else the local service (``postgresql://postgres@127.0.0.1:5432/test``) when it answers, else a
+    throwaway Docker container, else a throwaway local cluster; otherwise the tests that need it
+    are skipped (or fail, with ``--structum-db-require``). A container or cluster is removed
+    after the run.
+    """
+    yield from _provided(request, provision_postgres, _settings(request.config).url, _PROVISIONED)
+
+
+@pytest.fixture(scope="session")
+def mysql_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of a MariaDB/MySQL database for this test run (this xdist worker's own).
+
+    Provided by ``--structum-db-mysql-url``/``STRUCTUM_TEST_MYSQL_URL``, else the local service
+    (``mysql://root@127.0.0.1:3306/test``) when it answers, else a throwaway MariaDB server from
+    the binaries of this machine; otherwise the tests that need it are skipped (or fail, with
+    ``--structum-db-require``). A throwaway server is removed after the run.
+    """
+    yield from _provided(
+        request, provision_mysql, _settings(request.config).mysql_url, _PROVISIONED_MYSQL
+    )
 
 
 def _backend_class(module: str, name: str, fixture: str) -> Any:
