@@ -7,7 +7,6 @@ the same time and must not be touched.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -50,18 +49,26 @@ def make_db(kind: str, url: str) -> Any:
     from structum_lab.plugins.database import (
         AsyncPostgresDatabase,
         AsyncSQLAlchemyDatabase,
+        HealthThresholds,
         PostgresDatabase,
         SQLAlchemyDatabase,
     )
 
     connect = {"connect_timeout": 2}
+    # Probes after a restart reconnect (their latency varies): with a threshold no latency
+    # crosses, "pass" vs "fail" is about the server being up, which is what is tested here.
+    common: dict[str, Any] = {
+        "pool_size": 2,
+        "connect_args": connect,
+        "health_thresholds": HealthThresholds(degraded_latency_ms=float("inf")),
+    }
     if kind == "sqlalchemy":
-        return SQLAlchemyDatabase(url, pool_size=2, pool_timeout=2, connect_args=connect)
+        return SQLAlchemyDatabase(url, pool_timeout=2, **common)
     if kind == "sqlalchemy-async":
-        return AsyncSQLAlchemyDatabase(url, pool_size=2, pool_timeout=2, connect_args=connect)
+        return AsyncSQLAlchemyDatabase(url, pool_timeout=2, **common)
     if kind == "psycopg":
-        return PostgresDatabase(url, pool_size=2, min_size=1, timeout=2, connect_args=connect)
-    return AsyncPostgresDatabase(url, pool_size=2, min_size=1, timeout=2, connect_args=connect)
+        return PostgresDatabase(url, min_size=1, timeout=2, **common)
+    return AsyncPostgresDatabase(url, min_size=1, timeout=2, **common)
 
 
 @pytest.fixture
@@ -123,16 +130,16 @@ def test_readiness_follows_the_database_down_and_up(
             assert client.get("/one").json() == 1
 
             cluster.stop_server("fast")
-            started = time.perf_counter()
             down = client.get("/health/ready")
-            took = time.perf_counter() - started
             assert down.status_code == 503
             assert down.headers["content-type"] == "application/health+json"
             body = down.json()
             assert body["status"] == "fail"
             assert body["checks"]["database:responseTime"][0]["status"] == "fail"
             assert PASSWORD not in down.text
-            assert took < 5.0, f"readiness took {took:.2f}s to answer"
+            # The probe itself saw the outage (a refused connection), rather than the endpoint
+            # giving up after its 5 s timeout: told by the answer, not by a clock.
+            assert "did not answer within" not in down.text, down.text
             # Liveness is about the process: a database outage must not get it restarted.
             live = client.get("/health/live")
             assert live.status_code == 200
@@ -145,7 +152,7 @@ def test_readiness_follows_the_database_down_and_up(
             assert client.get("/one").json() == 1
             assert PASSWORD not in client.get("/health/ready").text
             assert db.get_pool_info()["checked_out"] == 0
-            print(f"{kind}: 503 in {took * 1000:.0f}ms, ready again in {recovered:.2f}s")
+            print(f"{kind}: ready again {recovered:.2f}s after the restart")
     finally:
         # Leave the server up for the next parameter, whatever happened.
         if not cluster.server_running:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -86,21 +87,37 @@ def test_unregistered_database_is_unready() -> None:
 
 
 def test_a_check_that_does_not_answer_in_time(async_fake_db: Any, fake_db: Any) -> None:
-    slow_async = async_fake_db(health=HealthResult(HealthStatus.HEALTHY, "ok", 1.0), health_delay=5)
+    # Whether the endpoint waited is told by the checks' state, not by a clock: each check stays
+    # blocked until the test releases it (after the response), so an endpoint that waited for it
+    # would answer "pass" with the late result, never "did not answer".
+    release = threading.Event()
+    finished: list[str] = []
+    late = HealthResult(HealthStatus.HEALTHY, "late", 1000.0)
+
+    class StuckAsync(async_fake_db):  # type: ignore[misc]
+        async def health_check(self) -> HealthResult:
+            for _ in range(6000):  # at most 60 s, should the endpoint wrongly wait
+                if release.is_set():
+                    break
+                await asyncio.sleep(0.01)
+            finished.append("async")
+            return late
 
     class Stuck(fake_db):  # type: ignore[misc]
         def health_check(self) -> HealthResult:
-            time.sleep(1.0)  # a blocking connect that hangs
-            return HealthResult(HealthStatus.HEALTHY, "late", 1000.0)
+            release.wait(60)  # a blocking connect that hangs
+            finished.append("sync")
+            return late
 
-    for db in (slow_async, Stuck()):
+    for db in (StuckAsync(), Stuck()):
+        release.clear()
         with client_for(db, timeout=0.2, detail="full") as client:
-            started = time.perf_counter()
             response = client.get("/health/ready")
-            elapsed = time.perf_counter() - started
+            still_blocked = not finished
+            release.set()
         assert response.status_code == 503
         assert response.json()["description"] == "health check did not answer within 0.2s"
-        assert elapsed < 0.9
+        assert still_blocked
 
 
 def test_a_look_alike_that_raises_is_unhealthy_without_its_message(fake_db: Any) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 from structum_lab.plugins.database import (
     DatabaseClosedError,
     HealthStatus,
+    HealthThresholds,
     IntegrityError,
     PoolTimeoutError,
     QueryError,
@@ -66,7 +67,9 @@ def test_memory_database_second_checkout_waits_then_times_out() -> None:
         start = time.perf_counter()
         with pytest.raises(PoolTimeoutError) as info:
             db.get_connection()
-        assert time.perf_counter() - start < 2
+        # The 0.2 s given, not SQLAlchemy's 30 s default (a bound that load cannot reach).
+        assert time.perf_counter() - start < 15
+        assert "became free within 0.2s" in str(info.value)
         assert "checked_out=1" in str(info.value)
         assert info.value.pool_info["waiting"] == 1
         held.close()
@@ -234,7 +237,11 @@ def test_pool_timeout_is_catchable_as_sqlalchemy_timeout() -> None:
 
 
 async def test_async_memory_database(tmp_path: Path) -> None:
-    db = AsyncSQLAlchemyDatabase("sqlite+aiosqlite://", pool_timeout=0.2)
+    # The grade's latency part is not what this test is about (and varies with machine load).
+    never_slow = HealthThresholds(degraded_latency_ms=float("inf"))
+    db = AsyncSQLAlchemyDatabase(
+        "sqlite+aiosqlite://", pool_timeout=0.2, health_thresholds=never_slow
+    )
     try:
         async with db.transaction() as conn:
             await conn.execute("CREATE TABLE t (v INTEGER)")
