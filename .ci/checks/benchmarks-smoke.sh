@@ -6,8 +6,9 @@ cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 PY="${STRUCTUM_DEV_VENV:-$ROOT/.venv}/bin/python"
 [ -x "$PY" ] || { echo "no $PY: run python3 tools/dev.py test (or .ci/run) first" >&2; exit 1; }
-# .ci/run exports STRUCTUM_TEST_POSTGRES_URL when the service answers; the benchmark creates its
-# own database (structum_bench) on that server, so the test database is left alone.
+# The benchmark finds its server as documented in benchmarks/README.md (STRUCTUM_BENCH_URL or
+# STRUCTUM_TEST_POSTGRES_URL if set, else the local service, else a throwaway cluster) and creates
+# its own database (structum_bench) there, so the test database is left alone.
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 "$PY" -m benchmarks --smoke --json "$out/smoke.json"

@@ -9,9 +9,14 @@ end of the run prints it, so CI logs say how long the servers took to start.
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from structum_lab.plugins.database.testing import find_mariadb_binaries, find_postgres_bindir
+from structum_lab.plugins.database.testing.mariadb import MariaDBBinaries
+from structum_lab.plugins.database.testing.pytest_plugin import skip_or_fail
 
 # pytester restores sys.modules after each test: a driver first imported inside such a test would
 # be imported anew later, and its C extension would then raise exception classes that the new
@@ -84,3 +89,28 @@ def inner_pytest(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> 
         return pytester.runpytest_subprocess(*args, timeout=timeout)
 
     return run
+
+
+@pytest.fixture
+def postgres_bindir(request: pytest.FixtureRequest) -> Path:
+    """PostgreSQL's server binaries, for the tests of the throwaway cluster (else skip or fail)."""
+    found = find_postgres_bindir()
+    if found is None:
+        skip_or_fail(
+            request.config,
+            "no PostgreSQL server binaries (initdb, pg_ctl): apt-get install postgresql",
+        )
+    return found
+
+
+@pytest.fixture
+def mariadb_binaries(request: pytest.FixtureRequest) -> MariaDBBinaries:
+    """MariaDB's server binaries, for the tests of the throwaway server (else skip or fail)."""
+    found = find_mariadb_binaries()
+    if found is None:
+        skip_or_fail(
+            request.config,
+            "no MariaDB server binaries (mariadbd, mariadb-install-db): "
+            "apt-get install mariadb-server",
+        )
+    return found

@@ -14,20 +14,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from structum_lab.plugins.database.testing import find_mariadb_binaries, find_postgres_bindir
-from structum_lab.plugins.database.testing.pytest_plugin import skip_or_fail
-
 Run = Callable[..., pytest.RunResult]
 
 NO_DOCKER = "unix:///nonexistent/docker.sock"
-
-
-def _require_binaries(request: pytest.FixtureRequest) -> None:
-    if find_postgres_bindir() is None:
-        skip_or_fail(
-            request.config,
-            "no PostgreSQL server binaries (initdb, pg_ctl): apt-get install postgresql",
-        )
 
 
 def test_plugin_is_registered_and_mock_fixtures_work(
@@ -379,6 +368,7 @@ def test_backends_share_the_server(schema, isolated_postgres_db, sqlalchemy_db):
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("postgres_bindir")
 def test_cluster_path_end_to_end(
     pytester: pytest.Pytester,
     inner_pytest: Run,
@@ -387,7 +377,6 @@ def test_cluster_path_end_to_end(
     request: pytest.FixtureRequest,
 ) -> None:
     """Force the throwaway-cluster way even though a URL is configured (CI must exercise it)."""
-    _require_binaries(request)
     out = pytester.path / "seen.json"
     monkeypatch.setenv("STRUCTUM_TEST_DATABASE_URL", postgres_url)
     monkeypatch.setenv("SEEN", str(out))
@@ -440,6 +429,7 @@ def test_cluster_path_end_to_end(
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("mariadb_binaries")
 def test_throwaway_mariadb_end_to_end(
     pytester: pytest.Pytester,
     inner_pytest: Run,
@@ -448,12 +438,6 @@ def test_throwaway_mariadb_end_to_end(
     request: pytest.FixtureRequest,
 ) -> None:
     """Force the throwaway MariaDB even though a URL is configured (CI must exercise it)."""
-    if find_mariadb_binaries() is None:
-        skip_or_fail(
-            request.config,
-            "no MariaDB server binaries (mariadbd, mariadb-install-db): "
-            "apt-get install mariadb-server",
-        )
     out = pytester.path / "seen.json"
     monkeypatch.setenv("STRUCTUM_TEST_MYSQL_URL", mysql_url)
     monkeypatch.setenv("SEEN", str(out))

@@ -22,9 +22,8 @@ from structum_lab.plugins.database.testing import (
     provision_mysql,
     provision_postgres,
 )
-from structum_lab.plugins.database.testing.mariadb import mysql_admin
+from structum_lab.plugins.database.testing.mariadb import MariaDBBinaries, mysql_admin
 from structum_lab.plugins.database.testing.provision import worker_database_url
-from structum_lab.plugins.database.testing.pytest_plugin import skip_or_fail
 
 
 def _serve_once(path: Path, reply: bytes) -> Iterator[threading.Thread]:
@@ -258,29 +257,35 @@ def test_mysql_worker_database_is_created_and_dropped(mysql_url: str) -> None:
 
 
 @pytest.mark.integration
-def test_local_cluster_lifecycle(
-    record_property: Callable[[str, object], None], request: pytest.FixtureRequest
-) -> None:
+def _check_running(
+    server: LocalPostgresCluster | LocalMariaDBServer,
+    prefix: str,
+    record_property: Callable[[str, object], None],
+) -> Path:
+    """What both throwaway servers promise while running; returns their directory."""
+    record_property(
+        "structum_cluster_startup",
+        f"{type(server).__name__} in-process start {server.startup_seconds:.2f}s "
+        + " ".join(f"{k}={v:.2f}s" for k, v in server.timings.items()),
+    )
+    assert "running on 127.0.0.1" in repr(server)
+    assert server.running
+    directory = server.dir
+    assert directory is not None
+    assert directory.name.startswith(prefix)
+    if os.geteuid() == 0:  # both servers refuse root: they run unprivileged
+        assert server.data_dir.stat().st_uid != 0
+    assert server.version().split(".")[0].isdigit()
+    return directory
+
+
+@pytest.mark.usefixtures("postgres_bindir")
+def test_local_cluster_lifecycle(record_property: Callable[[str, object], None]) -> None:
     psycopg = pytest.importorskip("psycopg")
-    if find_postgres_bindir() is None:
-        skip_or_fail(
-            request.config,
-            "no PostgreSQL server binaries (initdb, pg_ctl): apt-get install postgresql",
-        )
     with LocalPostgresCluster(database="lifecycle") as cluster:
-        record_property(
-            "structum_cluster_startup",
-            f"in-process start {cluster.startup_seconds:.2f}s "
-            + " ".join(f"{k}={v:.2f}s" for k, v in cluster.timings.items()),
-        )
+        directory = _check_running(cluster, "structum-pg-", record_property)
         assert cluster.url == f"postgresql://postgres@127.0.0.1:{cluster.port}/lifecycle"
-        assert "running on 127.0.0.1" in repr(cluster)
-        directory = cluster.dir
-        assert directory is not None
-        assert directory.name.startswith("structum-pg-")
         assert (cluster.socket_dir / f".s.PGSQL.{cluster.port}").exists()
-        if os.geteuid() == 0:  # PostgreSQL refuses root: the server runs unprivileged
-            assert cluster.data_dir.stat().st_uid != 0
         with psycopg.connect(cluster.url) as conn:
             settings = conn.execute(
                 "SELECT current_setting('fsync'), current_database(), "
@@ -291,7 +296,6 @@ def test_local_cluster_lifecycle(
             host=str(cluster.socket_dir), port=cluster.port, user="postgres", dbname="lifecycle"
         ) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
-        assert cluster.version().split(".")[0].isdigit()
     assert not directory.exists()
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(
@@ -330,31 +334,14 @@ def test_local_cluster_server_controls() -> None:
 
 @pytest.mark.integration
 def test_local_mariadb_lifecycle(
-    record_property: Callable[[str, object], None], request: pytest.FixtureRequest
+    record_property: Callable[[str, object], None], mariadb_binaries: MariaDBBinaries
 ) -> None:
-    if find_mariadb_binaries() is None:
-        skip_or_fail(
-            request.config,
-            "no MariaDB server binaries (mariadbd, mariadb-install-db): "
-            "apt-get install mariadb-server",
-        )
-    with LocalMariaDBServer(database="lifecycle") as server:
-        record_property(
-            "structum_cluster_startup",
-            f"MariaDB in-process start {server.startup_seconds:.2f}s "
-            + " ".join(f"{k}={v:.2f}s" for k, v in server.timings.items()),
-        )
+    with LocalMariaDBServer(binaries=mariadb_binaries, database="lifecycle") as server:
+        directory = _check_running(server, "structum-mariadb-", record_property)
         assert server.url == f"mysql://root@127.0.0.1:{server.port}/lifecycle"
-        assert "running on 127.0.0.1" in repr(server)
-        directory = server.dir
-        assert directory is not None
-        assert directory.name.startswith("structum-mariadb-")
         assert server.socket_path.exists()
-        if os.geteuid() == 0:  # MariaDB refuses root: the server runs unprivileged
-            assert server.data_dir.stat().st_uid != 0
         assert "lifecycle" in _mysql_databases(server.url)
         mysql_admin(server.url, ["CREATE TABLE t (x INT)", "INSERT INTO t VALUES (1)"])
-        assert server.version().split(".")[0].isdigit()
         port = server.port
     assert not directory.exists()
     with pytest.raises(ClusterError, match="cannot connect"):

@@ -725,9 +725,34 @@ def _given(url: str, source: Source, what: str, worker: str | None) -> Provision
     )
 
 
-def _check_mode(mode: str) -> None:
+def _url_or_service(
+    mode: Mode,
+    url: str | None,
+    worker: str | None,
+    service: str | None,
+    reasons: list[str],
+    *,
+    url_names: str,
+    service_env: str,
+    default_service: str,
+) -> ProvisionedServer | None:
+    """Steps 1 and 2 of both chains: the URL given, else the local service if a query answers.
+
+    Appends to ``reasons`` why each step allowed by ``mode`` did not apply.
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode in ("auto", "url"):
+        if url:
+            return _given(url, "url", "from the given URL", worker)
+        reasons.append(f"URL: none given ({url_names})")
+    if mode in ("auto", "service"):
+        where = _service_url(service, service_env, default_service)
+        why = "switched off" if where is None else _probe_service(where)
+        if where is not None and why is None:
+            return _given(where, "service", "from the local service", worker)
+        reasons.append(f"local service: {why}")
+    return None
 
 
 # -- the chains ----------------------------------------------------------------------------------
@@ -763,18 +788,19 @@ def provision_postgres(
         ClusterError: A URL or the service was found but the per-worker database cannot be
             created.
     """
-    _check_mode(mode)
     reasons: list[str] = []
-    if mode in ("auto", "url"):
-        if url:
-            return _given(url, "url", "from the given URL", worker)
-        reasons.append(f"URL: none given (--structum-db-url, {ENV_URL}, {ENV_POSTGRES_URL})")
-    if mode in ("auto", "service"):
-        where = _service_url(service, ENV_POSTGRES_SERVICE, DEFAULT_POSTGRES_SERVICE)
-        why = "switched off" if where is None else _probe_service(where)
-        if where is not None and why is None:
-            return _given(where, "service", "from the local service", worker)
-        reasons.append(f"local service: {why}")
+    given = _url_or_service(
+        mode,
+        url,
+        worker,
+        service,
+        reasons,
+        url_names=f"--structum-db-url, {ENV_URL}, {ENV_POSTGRES_URL}",
+        service_env=ENV_POSTGRES_SERVICE,
+        default_service=DEFAULT_POSTGRES_SERVICE,
+    )
+    if given is not None:
+        return given
     if mode in ("auto", "docker"):
         answers, docker = docker_status(docker_timeout)
         if answers:
@@ -837,18 +863,19 @@ def provision_mysql(
         ClusterError: A URL or the service was found but the per-worker database cannot be
             created.
     """
-    _check_mode(mode)
     reasons: list[str] = []
-    if mode in ("auto", "url"):
-        if url:
-            return _given(url, "url", "from the given URL", worker)
-        reasons.append(f"URL: none given (--structum-db-mysql-url, {ENV_MYSQL_URL})")
-    if mode in ("auto", "service"):
-        where = _service_url(service, ENV_MYSQL_SERVICE, DEFAULT_MYSQL_SERVICE)
-        why = "switched off" if where is None else _probe_service(where)
-        if where is not None and why is None:
-            return _given(where, "service", "from the local service", worker)
-        reasons.append(f"local service: {why}")
+    given = _url_or_service(
+        mode,
+        url,
+        worker,
+        service,
+        reasons,
+        url_names=f"--structum-db-mysql-url, {ENV_MYSQL_URL}",
+        service_env=ENV_MYSQL_SERVICE,
+        default_service=DEFAULT_MYSQL_SERVICE,
+    )
+    if given is not None:
+        return given
     if mode == "docker":
         reasons.append("Docker: no MariaDB/MySQL container step (use another way)")
     if mode in ("auto", "local"):
