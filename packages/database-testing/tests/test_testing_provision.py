@@ -307,12 +307,9 @@ def test_local_cluster_lifecycle(record_property: Callable[[str, object], None])
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("postgres_bindir")
 def test_local_cluster_server_controls() -> None:
     psycopg = pytest.importorskip("psycopg")
-    if find_postgres_bindir() is None:
-        if os.environ.get("STRUCTUM_TEST_REQUIRE_DB") == "1":
-            pytest.fail("no PostgreSQL server binaries: install postgresql (initdb, pg_ctl)")
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl)")
     with LocalPostgresCluster(database="controls") as cluster:
         url, port, first = cluster.url, cluster.port, cluster.postmaster_pid
         cluster.restart("immediate")
