@@ -239,7 +239,7 @@ def test_seed_section_8_2_health_endpoint(postgres_server_url: str) -> None:
 
     # A cold pool's first probe includes connecting: a threshold no latency crosses keeps the
     # endpoint's answer about the database, not about how busy the machine is.
-    never_slow = HealthThresholds(degraded_latency_ms=float("inf"))
+    never_slow = HealthThresholds(degraded_latency_ms=86_400_000.0)
     db = SQLAlchemyDatabase(postgres_server_url, pool_size=1, health_thresholds=never_slow)
     try:
         ns = run_seed(SEED_8_1_IMPORT, SEED_8_2, db=db)

@@ -60,7 +60,7 @@ def make_db(kind: str, url: str) -> Any:
     common: dict[str, Any] = {
         "pool_size": 2,
         "connect_args": connect,
-        "health_thresholds": HealthThresholds(degraded_latency_ms=float("inf")),
+        "health_thresholds": HealthThresholds(degraded_latency_ms=86_400_000.0),
     }
     if kind == "sqlalchemy":
         return SQLAlchemyDatabase(url, pool_timeout=2, **common)

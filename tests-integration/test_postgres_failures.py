@@ -113,7 +113,7 @@ def test_health_check_after_a_kill_is_healthy(postgres_server_url: str) -> None:
         pool_size=1,
         min_size=1,
         check_idle_seconds=0.1,
-        health_thresholds=HealthThresholds(degraded_latency_ms=float("inf")),
+        health_thresholds=HealthThresholds(degraded_latency_ms=86_400_000.0),
     )
     try:
         with db.transaction() as conn:
