@@ -29,7 +29,8 @@ logger = logging.getLogger("seed-examples")
 
 # A health grade compares the measured round trip with a threshold, and a cold pool's first probe
 # includes connecting (tens of ms, more on a loaded machine): the seed's "healthy" examples get a
-# threshold no latency crosses (a day, the largest allowed), so their grade depends on the database only, not on the machine.
+# threshold no latency crosses (a day, the largest allowed), so their grade depends on the
+# database only, not on the machine.
 NEVER_SLOW = HealthThresholds(degraded_latency_ms=86_400_000.0)
 
 # datetime.utcnow() (seed §4.2) is deprecated from Python 3.12 on; the seed still uses it.
