@@ -9,6 +9,7 @@ and both twins run it; an async-only test goes in an ``if True:  # ASYNC`` block
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -392,3 +393,26 @@ async def test_escaped_quotes_inside_literals_are_not_placeholders(
         for literal in literals:
             result = await conn.execute(f"SELECT {literal} AS a, :y AS b", {"y": 2})
             assert await result.fetchone() == {"a": "it's :x", "b": 2}
+
+
+async def test_transactions_leave_no_reference_cycles(async_db: Any, table: str) -> None:
+    # Garbage in reference cycles is freed only by the cyclic collector, whose passes cost every
+    # transaction of the process; a transaction must free everything it made by refcounting.
+    async def work() -> None:
+        async with async_db.transaction() as conn:
+            await _insert(conn, table, uuid.uuid4().hex)
+            result = await conn.execute(f"SELECT * FROM {table} WHERE name <> :n", {"n": "x"})
+            await result.fetchone()
+            await conn.fetchall()
+
+    for _ in range(3):  # caches, prepared statements and the pool are warm
+        await work()
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(10):
+            await work()
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable == 0

@@ -10,6 +10,7 @@ and both twins run it; an async-only test goes in an ``if True:  # ASYNC`` block
 
 from __future__ import annotations
 
+import gc
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -369,3 +370,26 @@ def test_escaped_quotes_inside_literals_are_not_placeholders(
         for literal in literals:
             result = conn.execute(f"SELECT {literal} AS a, :y AS b", {"y": 2})
             assert result.fetchone() == {"a": "it's :x", "b": 2}
+
+
+def test_transactions_leave_no_reference_cycles(sync_db: Any, table: str) -> None:
+    # Garbage in reference cycles is freed only by the cyclic collector, whose passes cost every
+    # transaction of the process; a transaction must free everything it made by refcounting.
+    def work() -> None:
+        with sync_db.transaction() as conn:
+            _insert(conn, table, uuid.uuid4().hex)
+            result = conn.execute(f"SELECT * FROM {table} WHERE name <> :n", {"n": "x"})
+            result.fetchone()
+            conn.fetchall()
+
+    for _ in range(3):  # caches, prepared statements and the pool are warm
+        work()
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(10):
+            work()
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable == 0

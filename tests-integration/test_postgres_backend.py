@@ -513,6 +513,6 @@ def test_echo_logs_statements(postgres_server_url: str, caplog: pytest.LogCaptur
             db.transaction() as conn,
         ):
             conn.execute("SELECT :v::int AS v", {"v": 1})
-        assert any("SELECT %(v)s::int AS v" in r.getMessage() for r in caplog.records)
+        assert any("SELECT %s::int AS v (1,)" in r.getMessage() for r in caplog.records)
     finally:
         db.shutdown()

@@ -32,17 +32,39 @@ def test_psycopg_named_passes_through_untouched() -> None:
     assert out is params
 
 
-def test_colon_names_become_pyformat_and_percent_is_doubled() -> None:
+def test_distinct_colon_names_become_positional_and_percent_is_doubled() -> None:
+    # psycopg's cheapest path is %s with a tuple; the mapping's values are picked in SQL order.
     query, out = prepare_query(
-        "SELECT :v::int AS n, '50%' AS pct, ':lit' AS lit WHERE x = :v", {"v": 1}
+        "SELECT :v::int AS n, '50%' AS pct, ':lit' AS lit WHERE x = :w", {"w": 2, "v": 1}
     )
-    assert query == "SELECT %(v)s::int AS n, '50%%' AS pct, ':lit' AS lit WHERE x = %(v)s"
-    assert out == {"v": 1}
+    assert query == "SELECT %s::int AS n, '50%%' AS pct, ':lit' AS lit WHERE x = %s"
+    assert out == (1, 2)
+
+
+def test_a_single_colon_name_is_a_one_element_tuple() -> None:
+    assert prepare_query("SELECT :id", {"id": (1, 2)}) == ("SELECT %s", ((1, 2),))
+
+
+def test_a_repeated_colon_name_stays_named() -> None:
+    # psycopg sends %(v)s twice as one parameter: its type is inferred once, as the user wrote it.
+    query, out = prepare_query("SELECT :v::int + :v", {"v": "41"})
+    assert query == "SELECT %(v)s::int + %(v)s"
+    assert out == {"v": "41"}
+
+
+def test_a_missing_colon_name_is_a_clear_error() -> None:
+    expected = r"uses :b but the parameters have no such key \(keys: a\)"
+    with pytest.raises(QueryError, match=expected):
+        prepare_query("SELECT :a, :b", {"a": 1})
+
+
+def test_no_placeholders_with_a_mapping_only_doubles_percent() -> None:
+    assert prepare_query("SELECT '5%'", {}) == ("SELECT '5%%'", {})
 
 
 def test_any_mapping_type_is_a_mapping() -> None:
-    query, _ = prepare_query("SELECT :a", OrderedDict(a=1))
-    assert query == "SELECT %(a)s"
+    query, out = prepare_query("SELECT :a", OrderedDict(a=1))
+    assert (query, out) == ("SELECT %s", (1,))
 
 
 def test_dollar_numbers_in_order_keep_the_callers_sequence() -> None:
@@ -86,7 +108,7 @@ def test_parameters_of_another_kind_are_rejected() -> None:
 def test_conversions_are_cached() -> None:
     sql = "SELECT :cached_name"
     prepare_query(sql, {"cached_name": 1})
-    assert _MAPPING_SQL[sql] == "SELECT %(cached_name)s"
+    assert _MAPPING_SQL[sql][0] == "SELECT %s"
     prepare_query("SELECT $2, $1 -- cached", [1, 2])
     assert _SEQUENCE_SQL["SELECT $2, $1 -- cached"] == ("SELECT %s, %s -- cached", (1, 0))
 

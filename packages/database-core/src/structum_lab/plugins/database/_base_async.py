@@ -42,7 +42,12 @@ class _AsyncTransaction(Generic[AC]):
     async def __aenter__(self) -> AC:
         db = self._db
         owner = current_task()
-        outer = db._joinable(owner)
+        # ``_joinable()``, inlined: this runs once per transaction.
+        outer = db._pinned
+        if outer is None:
+            active = db._active.get()
+            if active is not None and active[1] == owner:
+                outer = active[0]
         if outer is not None:
             self._savepoint = outer.savepoint()
             return await self._savepoint.__aenter__()  # type: ignore[no-any-return]

@@ -44,7 +44,12 @@ class _Transaction(Generic[AC]):
     def __enter__(self) -> AC:
         db = self._db
         owner = get_ident()
-        outer = db._joinable(owner)
+        # ``_joinable()``, inlined: this runs once per transaction.
+        outer = db._pinned
+        if outer is None:
+            active = db._active.get()
+            if active is not None and active[1] == owner:
+                outer = active[0]
         if outer is not None:
             self._savepoint = outer.savepoint()
             return self._savepoint.__enter__()  # type: ignore[no-any-return]

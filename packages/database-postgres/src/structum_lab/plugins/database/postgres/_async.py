@@ -50,14 +50,26 @@ class _AsyncRawConnection(psycopg.AsyncConnection[DictRow]):
 
 
 class AsyncPostgresResult(AsyncResult):
-    """The result of one statement, read lazily from psycopg's cursor (rows are dicts)."""
+    """The result of one statement, read lazily from psycopg's cursor (rows are dicts).
+
+    It keeps the cursor and the database (for error translation), not the connection: the
+    connection keeps its last result, and a reference back would make a cycle per transaction
+    that only the cyclic garbage collector could free. Only a result of a pipelined transaction
+    refers to its connection (to wait for the pipeline), until that transaction ends.
+    """
 
     __module__ = PUBLIC_MODULE
-    __slots__ = ("_conn", "_cur")
+    __slots__ = ("_cur", "_db", "_pipelined")
 
-    def __init__(self, cur: psycopg.AsyncCursor[DictRow], conn: AsyncPostgresConnection) -> None:
+    def __init__(
+        self,
+        cur: psycopg.AsyncCursor[DictRow],
+        db: AsyncPostgresDatabase,
+        pipelined: AsyncPostgresConnection | None = None,
+    ) -> None:
         self._cur = cur
-        self._conn = conn
+        self._db = db
+        self._pipelined = pipelined
 
     @property
     def rowcount(self) -> int:
@@ -68,14 +80,15 @@ class AsyncPostgresResult(AsyncResult):
         result was read.
         """
         cur = self._cur
-        if cur.pgresult is None and self._conn._pipeline is not None:
+        conn = self._pipelined
+        if cur.pgresult is None and conn is not None and conn._pipeline is not None:
             if True:  # ASYNC: a property cannot await the pipeline
                 raise DatabaseError(
                     "rowcount is not known yet in a pipelined transaction; await conn.sync() or "
                     "read the result first"
                 )
             else:
-                self._conn.sync()
+                conn.sync()
         return cur.rowcount
 
     async def fetchone(self) -> Row | None:
@@ -85,7 +98,7 @@ class AsyncPostgresResult(AsyncResult):
         except psycopg.Error as exc:
             if is_no_rows(exc):  # portable: a statement without rows fetches as empty
                 return None
-            raise self._conn._db._translate(exc, self._cur.connection) from exc
+            raise self._db._translate(exc, self._cur.connection) from exc
 
     async def fetchmany(self, size: int | None = None) -> list[Row]:
         """Return up to ``size`` further rows (the cursor's arraysize when None)."""
@@ -94,7 +107,7 @@ class AsyncPostgresResult(AsyncResult):
         except psycopg.Error as exc:
             if is_no_rows(exc):  # portable: a statement without rows fetches as empty
                 return []
-            raise self._conn._db._translate(exc, self._cur.connection) from exc
+            raise self._db._translate(exc, self._cur.connection) from exc
 
     async def fetchall(self) -> list[Row]:
         """Return every remaining row."""
@@ -103,7 +116,7 @@ class AsyncPostgresResult(AsyncResult):
         except psycopg.Error as exc:
             if is_no_rows(exc):  # portable: a statement without rows fetches as empty
                 return []
-            raise self._conn._db._translate(exc, self._cur.connection) from exc
+            raise self._db._translate(exc, self._cur.connection) from exc
 
     def __repr__(self) -> str:
         return f"<AsyncPostgresResult rowcount={self._cur.rowcount}>"
@@ -175,7 +188,9 @@ class AsyncPostgresConnection(AsyncConnection):
             await cur.execute(sql, params)
         except psycopg.Error as exc:
             raise db._translate(exc, raw) from exc
-        result = self._last_result = AsyncPostgresResult(cur, self)
+        result = self._last_result = AsyncPostgresResult(
+            cur, db, None if self._pipeline is None else self
+        )
         return result
 
     async def executemany(self, sql: str, params_seq: Iterable[Params]) -> AsyncResult:
@@ -195,7 +210,9 @@ class AsyncPostgresConnection(AsyncConnection):
             await cur.executemany(query, batch)
         except psycopg.Error as exc:
             raise db._translate(exc, raw) from exc
-        result = self._last_result = AsyncPostgresResult(cur, self)
+        result = self._last_result = AsyncPostgresResult(
+            cur, db, None if self._pipeline is None else self
+        )
         return result
 
     async def sync(self) -> None:
@@ -477,6 +494,9 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         cm = conn._pipeline_cm
         assert cm is not None
         conn._pipeline_cm = conn._pipeline = None
+        last = conn._last_result
+        if last is not None:
+            last._pipelined = None  # no reference cycle outlives the transaction
         error: psycopg.Error | None = None
         # COMMIT (or ROLLBACK) is queued behind the statements and leaves with the pipeline's
         # final Sync: with the queued BEGIN, the whole transaction is one round trip (psycopg's

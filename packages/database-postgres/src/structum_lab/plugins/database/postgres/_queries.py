@@ -6,7 +6,7 @@ Every placeholder style a caller may use (psycopg's ``%s`` / ``%(name)s``, the p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -19,23 +19,68 @@ from structum_lab.plugins.database.params import convert_dollar_numeric, convert
 __all__ = ["plan_batch", "plan_query", "prepare_query", "reorder"]
 
 
-# sql -> sql for mappings; sql -> (sql, order) for sequences. Plain dicts: the hot path of a
-# repeated statement is one lookup. Bounded by clearing, which only costs re-conversion.
-_MAPPING_SQL: dict[str, str] = {}
+# sql -> (sql, pick, single) for mappings; sql -> (sql, order) for sequences. Plain dicts: the
+# hot path of a repeated statement is one lookup. Bounded by clearing, which only costs
+# re-conversion.
+_MAPPING_SQL: dict[str, tuple[str, Callable[[Any], Any] | None, bool]] = {}
 _SEQUENCE_SQL: dict[str, tuple[str, tuple[int, ...] | None]] = {}
 _CACHE_LIMIT = 4096
 
 
-def _mapping_sql(sql: str) -> str:
-    converted = _MAPPING_SQL.get(sql)
-    if converted is None:
-        # psycopg's own %(name)s passes through untouched; anything else is portable :name SQL,
-        # whose literal % signs must be doubled for psycopg.
-        converted = sql if "%(" in sql else convert_named(sql, "pyformat").sql
+def _mapping_entry(sql: str) -> tuple[str, Callable[[Any], Any] | None, bool]:
+    """How to send ``sql`` with a mapping: ``(sql for psycopg, pick, single)``.
+
+    Portable ``:name`` SQL whose names are all different is sent as ``%s`` with a tuple that
+    ``pick`` (an ``itemgetter``) takes from the mapping: psycopg's own ``%(name)s`` handling
+    costs a Python-level list comprehension per statement, and a tuple is its cheapest path.
+    ``single`` tells that ``pick`` returns the one value itself, not a tuple. A repeated name
+    stays ``%(name)s`` (psycopg sends it as one parameter, so its type is inferred once), and
+    psycopg's own ``%(name)s`` SQL passes through untouched (``pick`` is None: send the mapping).
+    Literal ``%`` signs are doubled for psycopg either way.
+    """
+    entry = _MAPPING_SQL.get(sql)
+    if entry is None:
+        if "%(" in sql:
+            entry = (sql, None, False)
+        else:
+            converted = convert_named(sql, "format")
+            names = converted.names
+            if names and len(set(names)) == len(names):
+                entry = (converted.sql, itemgetter(*names), len(names) == 1)
+            elif names:
+                entry = (convert_named(sql, "pyformat").sql, None, False)
+            else:
+                entry = (converted.sql, None, False)
         if len(_MAPPING_SQL) >= _CACHE_LIMIT:
             _MAPPING_SQL.clear()
-        _MAPPING_SQL[sql] = converted
-    return converted
+        _MAPPING_SQL[sql] = entry
+    return entry
+
+
+def _mapping_sql(sql: str) -> str:
+    """``sql`` for psycopg with the mapping itself (``%(name)s`` placeholders)."""
+    query, pick, _ = _mapping_entry(sql)
+    return query if pick is None else convert_named(sql, "pyformat").sql
+
+
+def _picked(
+    sql: str, entry: tuple[str, Callable[[Any], Any] | None, bool], params: Any
+) -> tuple[str, Any]:
+    query, pick, single = entry
+    if pick is None:
+        return query, params
+    try:
+        values = pick(params)
+    except KeyError as exc:
+        raise _missing_key(exc, params, "the parameters have") from None
+    return query, ((values,) if single else values)
+
+
+def _missing_key(exc: KeyError, params: Any, where: str) -> QueryError:
+    return QueryError(
+        f"the statement uses :{exc.args[0]} but {where} no such key "
+        f"(keys: {', '.join(sorted(map(str, params))) or 'none'})"
+    )
 
 
 def _sequence_sql(sql: str) -> tuple[str, tuple[int, ...] | None]:
@@ -106,10 +151,7 @@ def _as_tuples(batch: Iterable[Mapping[str, Any]], names: tuple[str, ...]) -> It
         try:
             values = pick(params)
         except KeyError as exc:
-            raise QueryError(
-                f"the statement uses :{exc.args[0]} but a parameter set has no such key "
-                f"(keys: {', '.join(sorted(map(str, params))) or 'none'})"
-            ) from None
+            raise _missing_key(exc, params, "a parameter set has") from None
         yield (values,) if single else values
 
 
@@ -127,10 +169,11 @@ def prepare_query(sql: Any, params: Any) -> tuple[Any, Any]:
     """Return the statement and parameters to hand to psycopg (``params`` may be None)."""
     if type(params) is dict and type(sql) is str:
         # The common case (seed §3: ``:name`` with a dict) on every execute(): one cache lookup.
-        converted = _MAPPING_SQL.get(sql)
-        return (_mapping_sql(sql) if converted is None else converted), params
+        return _picked(sql, _MAPPING_SQL.get(sql) or _mapping_entry(sql), params)
     if params is None:
         return sql, None
+    if type(sql) is str and isinstance(params, Mapping):
+        return _picked(sql, _mapping_entry(sql), params)
     query, order = plan_query(sql, params)
     if order is not None:
         params = reorder(params, order)

@@ -51,14 +51,26 @@ class _RawConnection(psycopg.Connection[DictRow]):
 
 
 class PostgresResult(Result):
-    """The result of one statement, read lazily from psycopg's cursor (rows are dicts)."""
+    """The result of one statement, read lazily from psycopg's cursor (rows are dicts).
+
+    It keeps the cursor and the database (for error translation), not the connection: the
+    connection keeps its last result, and a reference back would make a cycle per transaction
+    that only the cyclic garbage collector could free. Only a result of a pipelined transaction
+    refers to its connection (to wait for the pipeline), until that transaction ends.
+    """
 
     __module__ = PUBLIC_MODULE
-    __slots__ = ("_conn", "_cur")
+    __slots__ = ("_cur", "_db", "_pipelined")
 
-    def __init__(self, cur: psycopg.Cursor[DictRow], conn: PostgresConnection) -> None:
+    def __init__(
+        self,
+        cur: psycopg.Cursor[DictRow],
+        db: PostgresDatabase,
+        pipelined: PostgresConnection | None = None,
+    ) -> None:
         self._cur = cur
-        self._conn = conn
+        self._db = db
+        self._pipelined = pipelined
 
     @property
     def rowcount(self) -> int:
@@ -69,8 +81,9 @@ class PostgresResult(Result):
         result was read.
         """
         cur = self._cur
-        if cur.pgresult is None and self._conn._pipeline is not None:
-            self._conn.sync()
+        conn = self._pipelined
+        if cur.pgresult is None and conn is not None and conn._pipeline is not None:
+            conn.sync()
         return cur.rowcount
 
     def fetchone(self) -> Row | None:
@@ -80,7 +93,7 @@ class PostgresResult(Result):
         except psycopg.Error as exc:
             if is_no_rows(exc):  # portable: a statement without rows fetches as empty
                 return None
-            raise self._conn._db._translate(exc, self._cur.connection) from exc
+            raise self._db._translate(exc, self._cur.connection) from exc
 
     def fetchmany(self, size: int | None = None) -> list[Row]:
         """Return up to ``size`` further rows (the cursor's arraysize when None)."""
@@ -89,7 +102,7 @@ class PostgresResult(Result):
         except psycopg.Error as exc:
             if is_no_rows(exc):  # portable: a statement without rows fetches as empty
                 return []
-            raise self._conn._db._translate(exc, self._cur.connection) from exc
+            raise self._db._translate(exc, self._cur.connection) from exc
 
     def fetchall(self) -> list[Row]:
         """Return every remaining row."""
@@ -98,7 +111,7 @@ class PostgresResult(Result):
         except psycopg.Error as exc:
             if is_no_rows(exc):  # portable: a statement without rows fetches as empty
                 return []
-            raise self._conn._db._translate(exc, self._cur.connection) from exc
+            raise self._db._translate(exc, self._cur.connection) from exc
 
     def __repr__(self) -> str:
         return f"<PostgresResult rowcount={self._cur.rowcount}>"
@@ -170,7 +183,9 @@ class PostgresConnection(Connection):
             cur.execute(sql, params)
         except psycopg.Error as exc:
             raise db._translate(exc, raw) from exc
-        result = self._last_result = PostgresResult(cur, self)
+        result = self._last_result = PostgresResult(
+            cur, db, None if self._pipeline is None else self
+        )
         return result
 
     def executemany(self, sql: str, params_seq: Iterable[Params]) -> Result:
@@ -190,7 +205,9 @@ class PostgresConnection(Connection):
             cur.executemany(query, batch)
         except psycopg.Error as exc:
             raise db._translate(exc, raw) from exc
-        result = self._last_result = PostgresResult(cur, self)
+        result = self._last_result = PostgresResult(
+            cur, db, None if self._pipeline is None else self
+        )
         return result
 
     def sync(self) -> None:
@@ -465,6 +482,9 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         cm = conn._pipeline_cm
         assert cm is not None
         conn._pipeline_cm = conn._pipeline = None
+        last = conn._last_result
+        if last is not None:
+            last._pipelined = None  # no reference cycle outlives the transaction
         error: psycopg.Error | None = None
         # COMMIT (or ROLLBACK) is queued behind the statements and leaves with the pipeline's
         # final Sync: with the queued BEGIN, the whole transaction is one round trip (psycopg's
