@@ -180,3 +180,75 @@ def test_rejected_plain_values_are_shown_masked() -> None:
     assert shown_value("application_name", "postgresql://u:hunter2@h/d") == (
         "'postgresql://u:***@h/d'"
     )
+
+
+# -- from_config(namespace, **overrides) ---------------------------------------------------------
+def test_overrides_win_over_every_configured_value(provider: Any) -> None:
+    provider(
+        {
+            "database": {
+                "url": "postgresql://u:pw@h/file",
+                "pool_size": 20,
+                "timeout": 5,
+                "options": {"pool_use_lifo": True, "pool_recycle": 60},
+            }
+        }
+    )
+    db = _Configurable.from_config(
+        url="postgresql://u:pw@h/app",
+        pool_timeout=7,  # an alias, like a configuration key
+        pool_size="3",  # checked and converted like a configuration value
+        options={"pool_recycle": 5},
+        pool_use_lifo=False,  # not a parameter: an engine option, winning over options.*
+    )
+    assert db.kwargs == {
+        "url": "postgresql://u:pw@h/app",
+        "pool_size": 3,
+        "timeout": 7.0,
+        "echo": False,
+    }
+    assert db.engine_options == {"pool_use_lifo": False, "pool_recycle": 5}
+
+
+def test_an_override_can_be_the_only_url(provider: Any) -> None:
+    provider({"database": {"pool_size": 4}})
+    db = _Configurable.from_config(url="sqlite://")
+    assert db.kwargs["url"] == "sqlite://"
+    assert db.kwargs["pool_size"] == 4
+    provider({})
+    with pytest.raises(ConfigurationError, match=r"from_config\(namespace, url=\.\.\.\)"):
+        _Configurable.from_config()
+
+
+def test_bad_override_is_named_as_an_argument(provider: Any) -> None:
+    provider({"database": {"url": "sqlite://"}})
+    with pytest.raises(ConfigurationError) as info:
+        _Configurable.from_config(pool_size="many")
+    message = str(info.value)
+    assert "database.pool_size must be an integer, got 'many'" in message
+    assert "the arguments of _Configurable.from_config()" in message
+    with pytest.raises(ConfigurationError, match=r"options=\.\.\.\) must be a mapping"):
+        _Configurable.from_config(options=3)
+
+
+def test_unknown_override_without_options_fails(provider: Any) -> None:
+    class _Strict(DatabaseInterface):
+        def __init__(self, url: str, *, pool_size: int = 5) -> None:
+            self.url = url
+
+        def transaction(self) -> Any:
+            raise NotImplementedError
+
+        def health_check(self) -> HealthResult:
+            raise NotImplementedError
+
+    provider({"database": {"url": "sqlite://"}})
+    with pytest.raises(ConfigurationError, match="pool_szie is not a setting of _Strict"):
+        _Strict.from_config(pool_szie=3)
+
+
+def test_override_url_is_never_shown(provider: Any) -> None:
+    provider({"database": {}})
+    with pytest.raises(ConfigurationError) as info:
+        _Configurable.from_config(url=12345)
+    assert "12345" not in str(info.value)

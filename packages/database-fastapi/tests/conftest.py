@@ -85,7 +85,7 @@ class FakeDatabase(SyncDatabaseBase[FakeConnection]):
         self.down = False
 
     @classmethod
-    def from_config(cls, namespace: str = "database") -> Self:
+    def from_config(cls, namespace: str = "database", **overrides: Any) -> Self:
         return cls(f"fake://{namespace}", name=namespace)
 
     def _begin(self, **options: Any) -> FakeConnection:
@@ -188,7 +188,7 @@ class AsyncFakeDatabase(AsyncDatabaseBase[AsyncFakeConnection]):
         self.opened = False
 
     @classmethod
-    def from_config(cls, namespace: str = "database") -> Self:
+    def from_config(cls, namespace: str = "database", **overrides: Any) -> Self:
         return cls(f"fake://{namespace}", name=namespace)
 
     async def open(self) -> None:

@@ -73,7 +73,7 @@ async def test_sync_work_runs_in_a_worker_thread(fake_db: Any) -> None:
 
     class Recording(fake_db):  # type: ignore[misc]
         @classmethod
-        def from_config(cls, namespace: str = "database") -> Any:
+        def from_config(cls, namespace: str = "database", **overrides: Any) -> Any:
             threads.append(threading.get_ident())
             return cls(name=namespace)
 
@@ -100,7 +100,7 @@ async def test_async_databases_are_opened_in_the_loop_and_awaited_at_exit(
 async def test_a_failed_startup_shuts_down_what_was_opened(fake_db: Any) -> None:
     class Broken(fake_db):  # type: ignore[misc]
         @classmethod
-        def from_config(cls, namespace: str = "database") -> Any:
+        def from_config(cls, namespace: str = "database", **overrides: Any) -> Any:
             raise ConfigurationError(f"no url in {namespace}")
 
     first, instance = fake_db(), fake_db()

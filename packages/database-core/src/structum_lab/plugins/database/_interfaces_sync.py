@@ -158,15 +158,26 @@ class DatabaseInterface(ABC):
         """Close every pooled connection; later calls raise ``DatabaseClosedError``."""
 
     @classmethod
-    def from_config(cls, namespace: str = "database") -> Self:
+    def from_config(cls, namespace: str = "database", **overrides: Any) -> Self:
         """Build from the configuration namespace (``config/app/<namespace>.toml`` & co.).
 
+        Precedence, lowest first: the file's ``[default]``, its ``[<env>]``,
+        ``config/.secrets.toml``, the environment (``STRUCTUM_<NAMESPACE>__<KEY>``), then
+        ``overrides``.
+
+        Args:
+            namespace: The configuration namespace (``database``, ``replica_db``...).
+            **overrides: Constructor arguments the application already has; they win over files
+                and environment (``from_config("database", url=settings.database_url)``). A key
+                that is not a constructor parameter is an engine option, as under ``options``.
+
         Raises:
-            ConfigurationError: The namespace lacks ``url`` or has an invalid value.
+            ConfigurationError: No ``url`` anywhere, or an invalid or unknown value.
         """
         from .settings import load_settings  # noqa: PLC0415 - keeps import of the facade light
 
-        return cls(**load_settings(cls, namespace, aliases=getattr(cls, "config_aliases", None)))
+        aliases = getattr(cls, "config_aliases", None)
+        return cls(**load_settings(cls, namespace, aliases=aliases, overrides=overrides))
 
     def __enter__(self) -> Self:
         return self

@@ -213,28 +213,43 @@ def load_settings(
     namespace: str,
     *,
     aliases: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Read ``namespace`` and turn it into keyword arguments for ``factory``.
 
     Keys under ``options`` are merged in: a key that names a constructor parameter sets it, any
     other goes through the constructor's ``**options`` (engine/pool options). Unknown keys fail.
+    ``overrides`` (``from_config(namespace, **overrides)``) come last and win over every file and
+    the environment; they are checked like configuration values, and a key that is not a
+    constructor parameter goes to ``**options`` like a key under ``options``.
 
     Args:
         factory: The backend class (its ``__init__`` annotations drive the checks).
         namespace: The configuration namespace, e.g. ``database`` or ``replica_db``.
         aliases: Keys of other backends this backend understands under its own name
             (``pool_timeout`` → ``timeout``).
+        overrides: Values the application already has (``url=settings.database_url``...).
 
     Raises:
         ConfigurationError: ``url`` is missing, a value has the wrong type, or a key is unknown.
     """
     values, sources = read_namespace(namespace)
     where = _describe(sources)
-    if not values.get("url"):
+    overrides = dict(overrides or {})
+    override_options = overrides.pop("options", None) or {}
+    if not isinstance(override_options, Mapping):
+        raise ConfigurationError(
+            f"from_config({namespace!r}, options=...) must be a mapping of engine options, "
+            f"got {type(override_options).__name__}",
+            namespace=namespace,
+            key="options",
+        )
+    if not values.get("url") and not overrides.get("url"):
         raise ConfigurationError(
             f"configuration namespace {namespace!r} has no 'url'; looked in: {where}. "
             f"Set it in config/app/{namespace}.toml, in config/.secrets.toml under [{namespace}], "
-            f"or with the environment variable STRUCTUM_{namespace.upper()}__URL",
+            f"or with the environment variable STRUCTUM_{namespace.upper()}__URL "
+            "(or pass it: from_config(namespace, url=...))",
             namespace=namespace,
             key="url",
         )
@@ -261,9 +276,13 @@ def load_settings(
         )
     kwargs: dict[str, Any] = {}
     extra: dict[str, Any] = {}
-    merged = [(k, v, "") for k, v in values.items()]
-    merged += [(str(k).lower(), v, "options.") for k, v in options.items()]
-    for key, value, prefix in merged:
+    merged = [(k, v, "", where) for k, v in values.items()]
+    merged += [(str(k).lower(), v, "options.", where) for k, v in options.items()]
+    # Last, so that they win: what the application passes to from_config().
+    passed = f"the arguments of {factory.__name__}.from_config()"
+    merged += [(str(k), v, "", passed) for k, v in overrides.items()]
+    merged += [(str(k), v, "options.", passed) for k, v in override_options.items()]
+    for key, value, prefix, where in merged:
         name = alias_map.get(key, key)
         if name in params:
             try:
@@ -282,7 +301,7 @@ def load_settings(
                     namespace=namespace,
                     key=f"{prefix}{key}",
                 ) from None
-        elif prefix and accepts_extra:
+        elif accepts_extra and (prefix or where == passed):
             _check_option(namespace, key, value, where)
             extra[key] = value
         else:
