@@ -1,4 +1,4 @@
-"""``from_config(namespace, **overrides)``: files < environment < keyword overrides, on real servers.
+"""``from_config(namespace, **overrides)``: files < environment < overrides, on real servers.
 
 The configuration is real (Dynaconf over ``config/app/database.toml``, ``config/.secrets.toml`` and
 ``STRUCTUM_DATABASE__*``), the file's URL points at a closed port, and the application passes the
