@@ -7,6 +7,7 @@
     python3 tools/dev.py twins       # regenerate the sync twins from their async sources
     python3 tools/dev.py typecheck   # mypy --strict over every package
     python3 tools/dev.py bench       # benchmarks (see benchmarks/README.md)
+    python3 tools/dev.py docs        # build the documentation site into site/ (mkdocs --strict)
 
 The virtual environment is made (or refreshed, when a pyproject or requirements file changed) on
 each call: every package is installed editable with all its extras, plus requirements-dev.txt.
@@ -34,13 +35,13 @@ PACKAGES = [
     "packages/observability",
     "packages/database-core",
     "packages/database-sqlalchemy[all]",
-    "packages/database-postgres",
+    "packages/database-postgres[binary]",
     "packages/database-testing",
     "packages/database-fastapi",
     "packages/database[all]",
 ]
 TEST_PATHS = ["packages", "tests-integration"]
-SOURCE_PATHS = ["packages", "tests-integration", "tools", "benchmarks", "examples"]
+SOURCE_PATHS = ["packages", "tests-integration", "tools", "benchmarks", "examples", "docs"]
 
 
 def _existing(specs: list[str]) -> list[str]:
@@ -120,6 +121,24 @@ def cmd_bench(args: list[str]) -> int:
     return run(PY, "-m", "benchmarks", *args)
 
 
+def cmd_docs(args: list[str]) -> int:
+    """Install the documentation tools (docs/requirements.txt), then build the site, strictly.
+
+    ``--strict`` turns every warning (a broken link, a docstring that does not match its
+    signature) into a failure; ``mkdocs serve`` instead of ``build`` previews the site.
+    """
+    pip = [PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    status = run(*pip, "-r", "docs/requirements.txt")
+    if status:
+        return status
+    # Material prints a banner about its successor on every build; it is not a warning of ours.
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    command = args[0] if args and args[0] in ("build", "serve") else "build"
+    rest = args[1:] if args and args[0] in ("build", "serve") else args
+    strict = ["--strict"] if command == "build" else []
+    return run(PY, "-m", "mkdocs", command, *strict, *rest, env=env)
+
+
 COMMANDS = {
     "test": cmd_test,
     "demo": cmd_demo,
@@ -127,6 +146,7 @@ COMMANDS = {
     "twins": cmd_twins,
     "typecheck": cmd_typecheck,
     "bench": cmd_bench,
+    "docs": cmd_docs,
 }
 
 

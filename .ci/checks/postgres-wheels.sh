@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue #3's promise, from built wheels in a fresh virtual environment:
-# `pip install "structum-database[postgres]"` runs a transaction and installs no SQLAlchemy.
+# `pip install "structum-database[postgres]"` runs a transaction and installs no SQLAlchemy, with
+# psycopg's binary implementation (chosen by that extra, not required by the backend).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -29,6 +30,11 @@ import sys
 
 url = sys.argv[1]
 assert importlib.util.find_spec("sqlalchemy") is None, "sqlalchemy must not be installed"
+import psycopg
+
+# structum-database-postgres leaves psycopg's implementation to extras; the meta package's
+# `postgres` extra picks the self-contained binary one, so nothing else is needed.
+assert psycopg.pq.__impl__ == "binary", psycopg.pq.__impl__
 from structum_lab.plugins.database import AsyncPostgresDatabase, PostgresDatabase
 
 try:
@@ -53,5 +59,5 @@ async def main() -> None:
 
 
 asyncio.run(main())
-print("structum-database[postgres] from wheels: transaction ok, no sqlalchemy installed")
+print("structum-database[postgres] from wheels: psycopg binary, transaction ok, no sqlalchemy")
 PYEOF
