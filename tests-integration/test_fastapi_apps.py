@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from structum_lab.config import get_config_provider, set_config_provider
 from structum_lab.plugins.database import Connection, get_database, set_database
 from structum_lab.plugins.database.registry import clear_databases
+from structum_lab.plugins.database.sqlalchemy import SQLAlchemyDatabase
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -214,8 +215,7 @@ def test_seed_section_10_runs_as_written(
     ns = run_seed(SEED_10_1_MISSING_IMPORTS, SEED_10_1, SEED_10_2_MISSING_DEFINITIONS, SEED_10_2)
     app = ns["app"]
     with TestClient(app) as client:
-        db = get_database()
-        assert type(db).__name__ == "SQLAlchemyDatabase"
+        db = get_database("default", SQLAlchemyDatabase)
         assert client.get("/users/1").json() == {"id": 1, "username": "ada"}
         missing = client.get("/users/999")
         assert missing.status_code == 404
@@ -284,7 +284,7 @@ def example_app(module: str, backend: str) -> FastAPI:
 def test_example_users_api_end_to_end(example_url: str, module: str, backend: str) -> None:
     app = example_app(module, backend)
     with TestClient(app) as client:
-        db = get_database()
+        db: Any = get_database()  # parametrized by class name
         assert type(db).__name__ == backend
         # The example's configuration file was read (pool_size = 10, max_overflow = 0).
         assert db.get_pool_info()["max"] == 10

@@ -75,7 +75,7 @@ def test_two_clients_in_turn_share_an_instance_passed_in(sync_db: Any, registry:
     for _ in range(2):  # one TestClient per test module, in turn
         with TestClient(app) as client:
             assert client.get("/one").json() == 1
-            assert get_database() is sync_db
+            assert get_database(type=type(sync_db)) is sync_db
         assert not sync_db.closed
     # Two applications over the same instance, one after the other.
     with TestClient(_app(sync_db)) as client:
