@@ -26,6 +26,9 @@ from typing import Any
 
 import pytest
 
+from structum_lab.plugins.database import set_database
+from structum_lab.plugins.database.registry import clear_databases
+
 _URL_FIXTURES = {"postgresql": "postgres_url", "mysql": "mysql_url"}
 
 
@@ -156,3 +159,15 @@ async def async_db(
 def sqlalchemy_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A real server's URL for every dialect the SQLAlchemy backend is tested on (ORM tests)."""
     return server_url(request.param, tmp_path, request)
+
+
+@pytest.fixture
+def registry() -> Iterator[None]:
+    """The database registry emptied for the test and put back as it was afterwards."""
+    registered = clear_databases()
+    try:
+        yield
+    finally:
+        clear_databases()
+        for name, db in registered.items():
+            set_database(db, name)

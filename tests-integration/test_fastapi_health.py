@@ -15,7 +15,6 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from structum_lab.plugins.database import set_database
 from structum_lab.plugins.database.fastapi import (
     AsyncDbConnection,
     DbConnection,
@@ -23,7 +22,6 @@ from structum_lab.plugins.database.fastapi import (
     database_lifespan,
     health_router,
 )
-from structum_lab.plugins.database.registry import clear_databases
 from structum_lab.plugins.database.testing import ClusterError, LocalPostgresCluster
 from structum_lab.plugins.database.testing.pytest_plugin import skip_or_fail
 
@@ -69,17 +67,6 @@ def make_db(kind: str, url: str) -> Any:
     if kind == "psycopg":
         return PostgresDatabase(url, min_size=1, timeout=2, **common)
     return AsyncPostgresDatabase(url, min_size=1, timeout=2, **common)
-
-
-@pytest.fixture
-def registry() -> Iterator[None]:
-    registered = clear_databases()
-    try:
-        yield
-    finally:
-        clear_databases()
-        for name, db in registered.items():
-            set_database(db, name)
 
 
 def build_app(db: Any, kind: str) -> FastAPI:

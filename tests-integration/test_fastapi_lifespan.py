@@ -14,26 +14,14 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from structum_lab.plugins.database import DatabaseClosedError, get_database, set_database
+from structum_lab.plugins.database import DatabaseClosedError, get_database
 from structum_lab.plugins.database.fastapi import (
     DbConnection,
     TransactionMiddleware,
     database_lifespan,
 )
-from structum_lab.plugins.database.registry import clear_databases
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def registry() -> Iterator[None]:
-    registered = clear_databases()
-    try:
-        yield
-    finally:
-        clear_databases()
-        for name, db in registered.items():
-            set_database(db, name)
 
 
 @pytest.fixture(params=["sqlalchemy-sqlite", "sqlalchemy-postgresql", "psycopg"])

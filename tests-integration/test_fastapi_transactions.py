@@ -37,7 +37,6 @@ from structum_lab.plugins.database.fastapi import (
     database_lifespan,
     transaction,
 )
-from structum_lab.plugins.database.registry import clear_databases
 
 pytestmark = pytest.mark.integration
 
@@ -59,17 +58,6 @@ def make_db(kind: str, url: str) -> Any:
     if kind == "psycopg":
         return PostgresDatabase(url, pool_size=3, min_size=1, timeout=5)
     return AsyncPostgresDatabase(url, pool_size=3, min_size=1, timeout=5)
-
-
-@pytest.fixture
-def registry() -> Iterator[None]:
-    registered = clear_databases()
-    try:
-        yield
-    finally:
-        clear_databases()
-        for name, db in registered.items():
-            set_database(db, name)
 
 
 @pytest.fixture

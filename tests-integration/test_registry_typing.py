@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,19 +18,7 @@ from structum_lab.plugins.database import (
 )
 from structum_lab.plugins.database.interfaces import AsyncDatabaseInterface, DatabaseInterface
 from structum_lab.plugins.database.postgres import PostgresDatabase
-from structum_lab.plugins.database.registry import clear_databases
 from structum_lab.plugins.database.sqlalchemy import AsyncSQLAlchemyDatabase, SQLAlchemyDatabase
-
-
-@pytest.fixture
-def registry() -> Iterator[None]:
-    registered = clear_databases()
-    try:
-        yield
-    finally:
-        clear_databases()
-        for name, db in registered.items():
-            set_database(db, name)
 
 
 # Seed §10.1, as written (its imports added): must pass mypy --strict.
