@@ -9,23 +9,31 @@ and both twins run it; an async-only test goes in an ``if True:  # ASYNC`` block
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import gc
+import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from structum_lab.plugins.database import (
+    CommitOutcomeUnknownError,
     DatabaseClosedError,
+    DatabaseError,
+    DatabaseUnavailableError,
     HealthStatus,
     HealthThresholds,
     IntegrityError,
+    PoolOverloadedError,
     PoolTimeoutError,
     QueryError,
     StatementTimeoutError,
 )
+from structum_lab.plugins.database._acompat import asleep
 
 _ID = {
     "postgresql": "id SERIAL PRIMARY KEY",
@@ -416,3 +424,274 @@ async def test_transactions_leave_no_reference_cycles(async_db: Any, table: str)
     finally:
         gc.enable()
     assert unreachable == 0
+
+
+# -- run_transaction(), retries and overload ------------------------------------------------------
+
+_GUARD = 60.0  # seconds: only a no-hang guard, never a speed assertion
+
+if True:  # ASYNC
+
+    def _background(call: Callable[[], Awaitable[Any]]) -> asyncio.Future[Any]:
+        """Start ``call()`` concurrently: a task here, a thread in the sync twin."""
+        return asyncio.ensure_future(call())
+
+    async def _outcome(handle: asyncio.Future[Any]) -> Any:
+        return await asyncio.wait_for(handle, _GUARD)
+else:
+
+    def _background(call: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+        executor = concurrent.futures.ThreadPoolExecutor(1)
+        try:
+            return executor.submit(call)
+        finally:
+            executor.shutdown(wait=False)
+
+    def _outcome(handle: concurrent.futures.Future[Any]) -> Any:
+        return handle.result(timeout=_GUARD)
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + _GUARD
+    while not predicate():
+        assert time.monotonic() < deadline, "gave up waiting (no-hang guard)"
+        await asleep(0.005)
+
+
+_KILL = {
+    # (this connection's id, statement that kills connection :id, is connection :id alive?)
+    "postgresql": (
+        "SELECT pg_backend_pid() AS id",
+        "SELECT pg_terminate_backend(:id)",
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = :id",
+    ),
+    "mysql": (
+        "SELECT CONNECTION_ID() AS id",
+        "KILL CONNECTION :id",
+        "SELECT count(*) AS n FROM information_schema.processlist WHERE id = :id",
+    ),
+}
+
+
+async def _kill_own_connection(conn: Any, admin: Any, dialect: str) -> None:
+    """Have the server drop ``conn`` (from ``admin``, another database) and wait until it did."""
+    own, kill, alive = _KILL[dialect]
+    pid = await (await conn.execute(own)).scalar()
+    async with admin.transaction() as other:
+        await other.execute(kill, {"id": pid})
+    deadline = time.monotonic() + _GUARD
+    while True:
+        async with admin.transaction() as other:
+            if not await (await other.execute(alive, {"id": pid})).scalar():
+                return
+        assert time.monotonic() < deadline, "the server never dropped the connection"
+        await asleep(0.01)
+
+
+@pytest.fixture
+async def bank(async_db: Any) -> AsyncIterator[tuple[str, str]]:
+    """Tables ``(accounts, ledger)``: 4 accounts of 1000, and one ledger row per transfer."""
+    suffix = uuid.uuid4().hex[:10]
+    accounts, ledger = f"structum_acc_{suffix}", f"structum_ledger_{suffix}"
+    async with async_db.transaction() as conn:
+        await conn.execute(
+            f"CREATE TABLE {accounts} (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)"
+        )
+        await conn.execute(
+            f"CREATE TABLE {ledger} (transfer VARCHAR(40) PRIMARY KEY, src INTEGER NOT NULL, "
+            "dst INTEGER NOT NULL, amount INTEGER NOT NULL)"
+        )
+        await conn.executemany(
+            f"INSERT INTO {accounts} (id, balance) VALUES (:id, 1000)",
+            [{"id": i} for i in range(4)],
+        )
+    yield accounts, ledger
+    if not getattr(async_db, "closed", False):
+        async with async_db.transaction() as conn:
+            await conn.execute(f"DROP TABLE IF EXISTS {accounts}")
+            await conn.execute(f"DROP TABLE IF EXISTS {ledger}")
+
+
+async def test_run_transaction_serializable_contention_conserves_balances(
+    async_backend: Any, backend_url: Callable[[Any], str], bank: tuple[str, str]
+) -> None:
+    # 8 workers move money between 4 accounts under SERIALIZABLE, reading balances and writing
+    # back computed ones: PostgreSQL answers with 40001, MariaDB with deadlocks, SQLite with
+    # "database is locked". run_transaction() retries them all: no error reaches a caller, and
+    # the ledger proves each transfer was applied exactly once.
+    accounts, ledger = bank
+    workers, per_worker = 8, 15
+    db = async_backend.make(backend_url(async_backend), pool_size=workers)
+    attempts: list[str] = []
+
+    async def work(seed: int) -> int:
+        rng = random.Random(seed)
+        done = 0
+        for n in range(per_worker):
+            src, dst = rng.sample(range(4), 2)
+            amount = rng.randint(1, 50)
+            transfer = f"{seed}-{n}"
+
+            async def move(
+                conn: Any, src: int = src, dst: int = dst, amount: int = amount, t: str = transfer
+            ) -> None:
+                attempts.append(t)
+                query = f"SELECT balance FROM {accounts} WHERE id = :id"
+                a = await (await conn.execute(query, {"id": src})).scalar()
+                b = await (await conn.execute(query, {"id": dst})).scalar()
+                update = f"UPDATE {accounts} SET balance = :balance WHERE id = :id"
+                await conn.execute(update, {"balance": a - amount, "id": src})
+                await conn.execute(update, {"balance": b + amount, "id": dst})
+                await conn.execute(
+                    f"INSERT INTO {ledger} (transfer, src, dst, amount) "
+                    "VALUES (:t, :src, :dst, :amount)",
+                    {"t": t, "src": src, "dst": dst, "amount": amount},
+                )
+
+            # generous bounds: this proves the retries, not the defaults (benchmarks/contention.py)
+            await db.run_transaction(
+                move, isolation_level="SERIALIZABLE", retries=1000, retry_timeout=_GUARD
+            )
+            done += 1
+        return done
+
+    try:
+        handles = [_background(functools.partial(work, seed)) for seed in range(workers)]
+        assert [await _outcome(h) for h in handles] == [per_worker] * workers
+        async with db.transaction() as conn:
+            rows = await (await conn.execute(f"SELECT src, dst, amount FROM {ledger}")).fetchall()
+            balances = {
+                r["id"]: r["balance"]
+                for r in await (
+                    await conn.execute(f"SELECT id, balance FROM {accounts}")
+                ).fetchall()
+            }
+        assert len(rows) == workers * per_worker  # 0 lost, 0 doubled (transfer is the key)
+        expected = dict.fromkeys(range(4), 1000)
+        for row in rows:
+            expected[row["src"]] -= row["amount"]
+            expected[row["dst"]] += row["amount"]
+        assert balances == expected
+        assert sum(balances.values()) == 4000
+        assert len(attempts) >= workers * per_worker
+        assert db.get_pool_info()["checked_out"] == 0
+    finally:
+        await db.shutdown()
+
+
+async def test_run_transaction_refuses_inside_an_outer_transaction(
+    async_db: Any, table: str
+) -> None:
+    calls: list[Any] = []
+
+    async def fn(conn: Any) -> None:
+        calls.append(conn)
+
+    async with async_db.transaction() as conn:
+        await _insert(conn, table, "outer")
+        with pytest.raises(DatabaseError, match="inside a transaction") as info:
+            await async_db.run_transaction(fn)
+        assert not info.value.retryable
+        await _insert(conn, table, "still-usable")
+    assert calls == []
+    assert await _names(async_db, table) == ["outer", "still-usable"]
+    # outside, it runs and returns what fn returned
+    assert await async_db.run_transaction(lambda conn: _insert(conn, table, "run")) is None
+    assert await _names(async_db, table) == ["outer", "run", "still-usable"]
+
+
+async def test_run_transaction_does_not_retry_other_errors(async_db: Any, table: str) -> None:
+    calls: list[int] = []
+
+    async def fn(conn: Any) -> None:
+        calls.append(1)
+        await _insert(conn, table, "dup")
+        await _insert(conn, table, "dup")
+
+    with pytest.raises(IntegrityError):
+        await async_db.run_transaction(fn)
+    assert calls == [1]
+    assert await _names(async_db, table) == []
+
+
+@pytest.fixture
+async def two_dbs(
+    async_backend: Any, backend_url: Callable[[Any], str]
+) -> AsyncIterator[tuple[Any, Any]]:
+    """A database of one connection, and another (``admin``) to kill that connection from."""
+    if async_backend.dialect not in _KILL:
+        pytest.skip("SQLite has no server to drop the connection")
+    url = backend_url(async_backend)
+    db, admin = async_backend.make(url, pool_size=1), async_backend.make(url, pool_size=1)
+    try:
+        yield db, admin
+    finally:
+        await admin.shutdown()
+        await db.shutdown()
+
+
+async def test_run_transaction_retries_a_connection_lost_before_commit(
+    async_backend: Any, two_dbs: tuple[Any, Any], table: str
+) -> None:
+    db, admin = two_dbs
+    calls: list[int] = []
+
+    async def fn(conn: Any) -> None:
+        calls.append(1)
+        await _insert(conn, table, "once")
+        if len(calls) == 1:  # the first attempt loses its connection before COMMIT
+            await _kill_own_connection(conn, admin, async_backend.dialect)
+            await conn.execute("SELECT 1")
+
+    await db.run_transaction(fn)
+    assert calls == [1, 1]
+    assert await _names(db, table) == ["once"]
+    assert db.get_pool_info()["checked_out"] == 0
+
+
+async def test_a_connection_lost_during_commit_is_not_retried(
+    async_backend: Any, two_dbs: tuple[Any, Any], table: str
+) -> None:
+    db, admin = two_dbs
+    calls: list[int] = []
+
+    async def fn(conn: Any) -> None:
+        calls.append(1)
+        await _insert(conn, table, "maybe")
+        # The last statement is done: the server drops the connection before COMMIT arrives.
+        await _kill_own_connection(conn, admin, async_backend.dialect)
+
+    with pytest.raises(CommitOutcomeUnknownError, match="may or may not") as info:
+        await db.run_transaction(fn)
+    assert calls == [1]
+    assert isinstance(info.value, DatabaseUnavailableError)
+    assert not info.value.retryable
+    assert db.get_pool_info()["checked_out"] == 0
+    # the pool replaced the dead connection
+    async with db.transaction() as conn:
+        assert await (await conn.execute("SELECT 1 AS one")).scalar() == 1
+
+
+async def test_max_waiting(async_backend: Any, backend_url: Callable[[Any], str]) -> None:
+    # One connection, held; one caller may wait for it; the next one fails at once.
+    db = async_backend.make(backend_url(async_backend), pool_size=1, timeout=_GUARD, max_waiting=1)
+
+    async def one() -> int:
+        async with db.transaction() as conn:
+            return int(await (await conn.execute("SELECT 1 AS one")).scalar())
+
+    try:
+        held = await db.get_connection()
+        waiter = _background(one)
+        await _until(lambda: db.get_pool_info()["waiting"] == 1)
+        with pytest.raises(PoolOverloadedError, match="max_waiting=1") as info:
+            await one()
+        assert isinstance(info.value, PoolTimeoutError)
+        assert info.value.retryable
+        assert info.value.pool_info["waiting"] == 1
+        await held.close()
+        assert await _outcome(waiter) == 1
+        assert await one() == 1
+        assert db.get_pool_info()["checked_out"] == 0
+    finally:
+        await db.shutdown()

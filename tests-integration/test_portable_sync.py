@@ -10,7 +10,10 @@ and both twins run it; an async-only test goes in an ``if True:  # ASYNC`` block
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import gc
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,14 +22,19 @@ from typing import Any
 import pytest
 
 from structum_lab.plugins.database import (
+    CommitOutcomeUnknownError,
     DatabaseClosedError,
+    DatabaseError,
+    DatabaseUnavailableError,
     HealthStatus,
     HealthThresholds,
     IntegrityError,
+    PoolOverloadedError,
     PoolTimeoutError,
     QueryError,
     StatementTimeoutError,
 )
+from structum_lab.plugins.database._acompat import sleep
 
 _ID = {
     "postgresql": "id SERIAL PRIMARY KEY",
@@ -393,3 +401,258 @@ def test_transactions_leave_no_reference_cycles(sync_db: Any, table: str) -> Non
     finally:
         gc.enable()
     assert unreachable == 0
+
+
+# -- run_transaction(), retries and overload ------------------------------------------------------
+
+_GUARD = 60.0  # seconds: only a no-hang guard, never a speed assertion
+
+
+def _background(call: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+    executor = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        return executor.submit(call)
+    finally:
+        executor.shutdown(wait=False)
+
+
+def _outcome(handle: concurrent.futures.Future[Any]) -> Any:
+    return handle.result(timeout=_GUARD)
+
+
+def _until(predicate: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + _GUARD
+    while not predicate():
+        assert time.monotonic() < deadline, "gave up waiting (no-hang guard)"
+        sleep(0.005)
+
+
+_KILL = {
+    # (this connection's id, statement that kills connection :id, is connection :id alive?)
+    "postgresql": (
+        "SELECT pg_backend_pid() AS id",
+        "SELECT pg_terminate_backend(:id)",
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = :id",
+    ),
+    "mysql": (
+        "SELECT CONNECTION_ID() AS id",
+        "KILL CONNECTION :id",
+        "SELECT count(*) AS n FROM information_schema.processlist WHERE id = :id",
+    ),
+}
+
+
+def _kill_own_connection(conn: Any, admin: Any, dialect: str) -> None:
+    """Have the server drop ``conn`` (from ``admin``, another database) and wait until it did."""
+    own, kill, alive = _KILL[dialect]
+    pid = conn.execute(own).scalar()
+    with admin.transaction() as other:
+        other.execute(kill, {"id": pid})
+    deadline = time.monotonic() + _GUARD
+    while True:
+        with admin.transaction() as other:
+            if not other.execute(alive, {"id": pid}).scalar():
+                return
+        assert time.monotonic() < deadline, "the server never dropped the connection"
+        sleep(0.01)
+
+
+@pytest.fixture
+def bank(sync_db: Any) -> Iterator[tuple[str, str]]:
+    """Tables ``(accounts, ledger)``: 4 accounts of 1000, and one ledger row per transfer."""
+    suffix = uuid.uuid4().hex[:10]
+    accounts, ledger = f"structum_acc_{suffix}", f"structum_ledger_{suffix}"
+    with sync_db.transaction() as conn:
+        conn.execute(f"CREATE TABLE {accounts} (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)")
+        conn.execute(
+            f"CREATE TABLE {ledger} (transfer VARCHAR(40) PRIMARY KEY, src INTEGER NOT NULL, "
+            "dst INTEGER NOT NULL, amount INTEGER NOT NULL)"
+        )
+        conn.executemany(
+            f"INSERT INTO {accounts} (id, balance) VALUES (:id, 1000)",
+            [{"id": i} for i in range(4)],
+        )
+    yield accounts, ledger
+    if not getattr(sync_db, "closed", False):
+        with sync_db.transaction() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {accounts}")
+            conn.execute(f"DROP TABLE IF EXISTS {ledger}")
+
+
+def test_run_transaction_serializable_contention_conserves_balances(
+    sync_backend: Any, backend_url: Callable[[Any], str], bank: tuple[str, str]
+) -> None:
+    # 8 workers move money between 4 accounts under SERIALIZABLE, reading balances and writing
+    # back computed ones: PostgreSQL answers with 40001, MariaDB with deadlocks, SQLite with
+    # "database is locked". run_transaction() retries them all: no error reaches a caller, and
+    # the ledger proves each transfer was applied exactly once.
+    accounts, ledger = bank
+    workers, per_worker = 8, 15
+    db = sync_backend.make(backend_url(sync_backend), pool_size=workers)
+    attempts: list[str] = []
+
+    def work(seed: int) -> int:
+        rng = random.Random(seed)
+        done = 0
+        for n in range(per_worker):
+            src, dst = rng.sample(range(4), 2)
+            amount = rng.randint(1, 50)
+            transfer = f"{seed}-{n}"
+
+            def move(
+                conn: Any, src: int = src, dst: int = dst, amount: int = amount, t: str = transfer
+            ) -> None:
+                attempts.append(t)
+                query = f"SELECT balance FROM {accounts} WHERE id = :id"
+                a = conn.execute(query, {"id": src}).scalar()
+                b = conn.execute(query, {"id": dst}).scalar()
+                update = f"UPDATE {accounts} SET balance = :balance WHERE id = :id"
+                conn.execute(update, {"balance": a - amount, "id": src})
+                conn.execute(update, {"balance": b + amount, "id": dst})
+                conn.execute(
+                    f"INSERT INTO {ledger} (transfer, src, dst, amount) "
+                    "VALUES (:t, :src, :dst, :amount)",
+                    {"t": t, "src": src, "dst": dst, "amount": amount},
+                )
+
+            # generous bounds: this proves the retries, not the defaults (benchmarks/contention.py)
+            db.run_transaction(
+                move, isolation_level="SERIALIZABLE", retries=1000, retry_timeout=_GUARD
+            )
+            done += 1
+        return done
+
+    try:
+        handles = [_background(functools.partial(work, seed)) for seed in range(workers)]
+        assert [_outcome(h) for h in handles] == [per_worker] * workers
+        with db.transaction() as conn:
+            rows = conn.execute(f"SELECT src, dst, amount FROM {ledger}").fetchall()
+            balances = {
+                r["id"]: r["balance"]
+                for r in (conn.execute(f"SELECT id, balance FROM {accounts}")).fetchall()
+            }
+        assert len(rows) == workers * per_worker  # 0 lost, 0 doubled (transfer is the key)
+        expected = dict.fromkeys(range(4), 1000)
+        for row in rows:
+            expected[row["src"]] -= row["amount"]
+            expected[row["dst"]] += row["amount"]
+        assert balances == expected
+        assert sum(balances.values()) == 4000
+        assert len(attempts) >= workers * per_worker
+        assert db.get_pool_info()["checked_out"] == 0
+    finally:
+        db.shutdown()
+
+
+def test_run_transaction_refuses_inside_an_outer_transaction(sync_db: Any, table: str) -> None:
+    calls: list[Any] = []
+
+    def fn(conn: Any) -> None:
+        calls.append(conn)
+
+    with sync_db.transaction() as conn:
+        _insert(conn, table, "outer")
+        with pytest.raises(DatabaseError, match="inside a transaction") as info:
+            sync_db.run_transaction(fn)
+        assert not info.value.retryable
+        _insert(conn, table, "still-usable")
+    assert calls == []
+    assert _names(sync_db, table) == ["outer", "still-usable"]
+    # outside, it runs and returns what fn returned
+    assert sync_db.run_transaction(lambda conn: _insert(conn, table, "run")) is None
+    assert _names(sync_db, table) == ["outer", "run", "still-usable"]
+
+
+def test_run_transaction_does_not_retry_other_errors(sync_db: Any, table: str) -> None:
+    calls: list[int] = []
+
+    def fn(conn: Any) -> None:
+        calls.append(1)
+        _insert(conn, table, "dup")
+        _insert(conn, table, "dup")
+
+    with pytest.raises(IntegrityError):
+        sync_db.run_transaction(fn)
+    assert calls == [1]
+    assert _names(sync_db, table) == []
+
+
+@pytest.fixture
+def two_dbs(sync_backend: Any, backend_url: Callable[[Any], str]) -> Iterator[tuple[Any, Any]]:
+    """A database of one connection, and another (``admin``) to kill that connection from."""
+    if sync_backend.dialect not in _KILL:
+        pytest.skip("SQLite has no server to drop the connection")
+    url = backend_url(sync_backend)
+    db, admin = sync_backend.make(url, pool_size=1), sync_backend.make(url, pool_size=1)
+    try:
+        yield db, admin
+    finally:
+        admin.shutdown()
+        db.shutdown()
+
+
+def test_run_transaction_retries_a_connection_lost_before_commit(
+    sync_backend: Any, two_dbs: tuple[Any, Any], table: str
+) -> None:
+    db, admin = two_dbs
+    calls: list[int] = []
+
+    def fn(conn: Any) -> None:
+        calls.append(1)
+        _insert(conn, table, "once")
+        if len(calls) == 1:  # the first attempt loses its connection before COMMIT
+            _kill_own_connection(conn, admin, sync_backend.dialect)
+            conn.execute("SELECT 1")
+
+    db.run_transaction(fn)
+    assert calls == [1, 1]
+    assert _names(db, table) == ["once"]
+    assert db.get_pool_info()["checked_out"] == 0
+
+
+def test_a_connection_lost_during_commit_is_not_retried(
+    sync_backend: Any, two_dbs: tuple[Any, Any], table: str
+) -> None:
+    db, admin = two_dbs
+    calls: list[int] = []
+
+    def fn(conn: Any) -> None:
+        calls.append(1)
+        _insert(conn, table, "maybe")
+        # The last statement is done: the server drops the connection before COMMIT arrives.
+        _kill_own_connection(conn, admin, sync_backend.dialect)
+
+    with pytest.raises(CommitOutcomeUnknownError, match="may or may not") as info:
+        db.run_transaction(fn)
+    assert calls == [1]
+    assert isinstance(info.value, DatabaseUnavailableError)
+    assert not info.value.retryable
+    assert db.get_pool_info()["checked_out"] == 0
+    # the pool replaced the dead connection
+    with db.transaction() as conn:
+        assert conn.execute("SELECT 1 AS one").scalar() == 1
+
+
+def test_max_waiting(sync_backend: Any, backend_url: Callable[[Any], str]) -> None:
+    # One connection, held; one caller may wait for it; the next one fails at once.
+    db = sync_backend.make(backend_url(sync_backend), pool_size=1, timeout=_GUARD, max_waiting=1)
+
+    def one() -> int:
+        with db.transaction() as conn:
+            return int(conn.execute("SELECT 1 AS one").scalar())
+
+    try:
+        held = db.get_connection()
+        waiter = _background(one)
+        _until(lambda: db.get_pool_info()["waiting"] == 1)
+        with pytest.raises(PoolOverloadedError, match="max_waiting=1") as info:
+            one()
+        assert isinstance(info.value, PoolTimeoutError)
+        assert info.value.retryable
+        assert info.value.pool_info["waiting"] == 1
+        held.close()
+        assert _outcome(waiter) == 1
+        assert one() == 1
+        assert db.get_pool_info()["checked_out"] == 0
+    finally:
+        db.shutdown()

@@ -16,6 +16,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from structum_lab.plugins.database import (
     AsyncConnection,
+    CommitOutcomeUnknownError,
     Connection,
     DatabaseUnavailableError,
     IntegrityError,
@@ -126,7 +127,8 @@ def test_options_reach_the_transaction(fake_db: Any) -> None:
     [
         (IntegrityError("dup key (email)=(a@b.c)"), 409, "conflicted"),
         (SerializationError("could not serialize"), 409, "conflicted"),
-        (DatabaseUnavailableError("connection lost"), 503, "outcome is unknown"),
+        (DatabaseUnavailableError("connection lost"), 503, "nothing was saved"),
+        (CommitOutcomeUnknownError("lost during COMMIT"), 503, "outcome is unknown"),
         (RuntimeError("disk full"), 500, "could not be saved"),
     ],
 )

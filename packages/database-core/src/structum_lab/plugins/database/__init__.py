@@ -14,11 +14,14 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .base import logger
 from .errors import (
+    CommitOutcomeUnknownError,
     ConfigurationError,
     DatabaseClosedError,
     DatabaseError,
     DatabaseUnavailableError,
     IntegrityError,
+    LockTimeoutError,
+    PoolOverloadedError,
     PoolTimeoutError,
     QueryError,
     SerializationError,
@@ -53,6 +56,7 @@ __all__ = [
     "AsyncConnection",
     "AsyncDatabaseInterface",
     "AsyncResult",
+    "CommitOutcomeUnknownError",
     "ConfigurationError",
     "Connection",
     "DatabaseClosedError",
@@ -63,6 +67,8 @@ __all__ = [
     "HealthStatus",
     "HealthThresholds",
     "IntegrityError",
+    "LockTimeoutError",
+    "PoolOverloadedError",
     "PoolTimeoutError",
     "QueryError",
     "Result",

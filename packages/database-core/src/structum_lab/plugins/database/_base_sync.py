@@ -3,7 +3,8 @@
 """The transaction machinery of the backends (``_base_sync.py`` is generated from this file).
 
 A backend subclasses :class:`SyncDatabaseBase` and supplies ``_begin()``, ``_end()`` and
-``_probe()``; nesting, savepoints, the closed check and health grading live here once.
+``_probe()``; nesting, savepoints, the closed check and health grading live here once
+(``run_transaction()``'s retry loop is the interfaces' own, in ``_interfaces_async.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from ._acompat import Owner, get_ident
 from ._state import DatabaseState, forget_active
+from .errors import DatabaseError
 from .health import HealthResult
 from .interfaces import Connection, DatabaseInterface
 
@@ -157,6 +159,26 @@ class SyncDatabaseBase(DatabaseState, DatabaseInterface, Generic[AC]):
         finally:
             self._pinned = None
             self._end(conn, commit=False)
+
+    def _may_retry(self) -> bool:
+        """``run_transaction()``: refuse inside an outer transaction; run once in force_rollback.
+
+        Raises:
+            DatabaseError: The caller's thread or task is inside a ``transaction()`` of this
+                database: a retry would run again only the inner part of the outer transaction.
+        """
+        if self._pinned is not None:
+            # force_rollback() (test isolation): everything joins one outer transaction that a
+            # failure aborts, so there is nothing to retry; fn runs once, in a savepoint.
+            return False
+        if self._joinable() is not None:
+            raise DatabaseError(
+                f"run_transaction() was called inside a transaction() of {self.url!r} in the "
+                "same thread or task: retrying would run again only the inner part of the outer "
+                "transaction. Call run_transaction() outside any transaction(), or call the "
+                "function directly with the outer connection"
+            )
+        return True
 
     def health_check(self) -> HealthResult:
         """Probe the database with one round trip and grade the result.

@@ -6,16 +6,23 @@ Only ``transaction()`` and ``health_check()`` are abstract, so an application's 
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from typing_extensions import Self
 
-from ._types import PUBLIC_MODULE, Params, Row
+from ._acompat import asleep
+from ._retry import DEFAULT_POLICY, RetryPolicy, check_retry_arguments, is_retryable
+from ._state import logger
+from ._types import PUBLIC_MODULE, AsyncTransactionFunction, Params, Row
+from .errors import DatabaseError
 from .health import HealthResult
+
+T = TypeVar("T")
 
 __all__ = ["AsyncConnection", "AsyncDatabaseInterface", "AsyncResult"]
 
@@ -141,6 +148,76 @@ class AsyncDatabaseInterface(ABC):
     @abstractmethod
     async def health_check(self) -> HealthResult:
         """Probe the database; never raises for an unreachable one (it is UNHEALTHY)."""
+
+    async def run_transaction(
+        self,
+        fn: AsyncTransactionFunction[Any, T],
+        *,
+        retries: int | None = None,
+        retry_timeout: float | None = None,
+        **transaction_options: Any,
+    ) -> T:
+        """Run ``await fn(conn)`` in a transaction, running it again after a retryable failure.
+
+        Retried, after a jittered exponential pause: errors whose ``retryable`` is True, i.e.
+        serialization failures and deadlocks (``SerializationError``, which includes
+        ``LockTimeoutError``), a connection lost before COMMIT was sent
+        (``DatabaseUnavailableError``) and ``PoolOverloadedError``. Never retried: any other
+        error, and a connection lost during COMMIT (``CommitOutcomeUnknownError``: the
+        transaction may have committed). ``fn`` may run several times, so it must not have
+        effects outside the database that cannot be repeated.
+
+        Args:
+            fn: Called with the transaction's connection; its result is returned.
+            retries: Retries after the first attempt (default: the database's ``retries``).
+            retry_timeout: No retry starts later than this many seconds after the first attempt
+                (default: the database's ``retry_timeout``).
+            **transaction_options: Passed to :meth:`transaction` (``isolation_level``...).
+
+        Returns:
+            What the successful attempt of ``fn`` returned.
+
+        Raises:
+            DatabaseError: Inside another ``transaction()`` of this database in the same
+                thread or task (a retry would repeat only part of the outer transaction).
+                Otherwise the last error, once it is not retryable or the retries or the
+                time are used up. Inside ``force_rollback()`` ``fn`` runs once, in a savepoint.
+        """
+        check_retry_arguments(retries, retry_timeout)
+        policy: RetryPolicy = getattr(self, "retry_policy", DEFAULT_POLICY)
+        limit = policy.retries if retries is None else retries
+        if not self._may_retry():
+            limit = 0
+        deadline = time.monotonic() + (policy.timeout if retry_timeout is None else retry_timeout)
+        retry = 0
+        while True:
+            try:
+                async with self.transaction(**transaction_options) as conn:
+                    return await fn(conn)
+            except DatabaseError as exc:
+                if retry >= limit or not is_retryable(exc):
+                    raise
+                retry += 1
+                pause = policy.pause(retry)
+                if time.monotonic() + pause > deadline:
+                    raise
+                logger.debug(
+                    "run_transaction: retry %d of %d in %.3fs after %s: %s",
+                    retry,
+                    limit,
+                    pause,
+                    type(exc).__name__,
+                    getattr(exc, "sqlstate", None) or "",
+                )
+                await asleep(pause)
+
+    def _may_retry(self) -> bool:
+        """Whether ``run_transaction()`` may run ``fn`` again here (it may also refuse to run).
+
+        The backends' shared base refuses inside an outer transaction and runs once under
+        ``force_rollback()``; a database without transaction nesting always may.
+        """
+        return True
 
     async def get_connection(self) -> AsyncConnection:
         """Check out a connection; the caller must commit/rollback and ``close()`` it."""

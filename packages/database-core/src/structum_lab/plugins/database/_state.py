@@ -11,9 +11,13 @@ from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from typing import Any
 
+from ._retry import DEFAULT_POLICY, RetryPolicy
 from .errors import (
+    CommitOutcomeUnknownError,
+    ConfigurationError,
     DatabaseClosedError,
     DatabaseUnavailableError,
+    PoolOverloadedError,
     PoolTimeoutError,
     QueryError,
     error_class_for_sqlstate,
@@ -28,9 +32,15 @@ logger.addFilter(MaskingFilter())
 
 
 class DatabaseState:
-    """Name, masked URL, closed flag, health thresholds and error wording, for both twins."""
+    """Name, masked URL, closed flag, health thresholds, retry policy and error wording.
+
+    Shared by both twins of every backend. ``max_waiting`` (0: no limit) and the ``retry*``
+    options are checked here once; each backend applies ``max_waiting`` to its own pool.
+    """
 
     backend_name: str = "database"
+    retry_policy: RetryPolicy = DEFAULT_POLICY
+    max_waiting: int = 0
 
     def __init__(
         self,
@@ -38,6 +48,11 @@ class DatabaseState:
         *,
         name: str | None = None,
         health_thresholds: HealthThresholds | Mapping[str, Any] | None = None,
+        max_waiting: int = 0,
+        retries: int = DEFAULT_POLICY.retries,
+        retry_backoff: float = DEFAULT_POLICY.backoff,
+        retry_max_backoff: float = DEFAULT_POLICY.max_backoff,
+        retry_timeout: float = DEFAULT_POLICY.timeout,
     ) -> None:
         self._masked_url = mask_url(url)
         self._secrets: tuple[str, ...] = tuple(secrets_in(url))
@@ -46,6 +61,20 @@ class DatabaseState:
             health_thresholds = HealthThresholds.from_mapping(health_thresholds)
         self.health_thresholds = health_thresholds or HealthThresholds()
         self._closed = False
+        owner = type(self).__name__
+        if isinstance(max_waiting, bool) or not isinstance(max_waiting, int) or max_waiting < 0:
+            raise ConfigurationError(
+                f"{owner}: max_waiting must be an integer >= 0 (0: no limit), got {max_waiting!r}",
+                key="max_waiting",
+            )
+        self.max_waiting = max_waiting
+        self.retry_policy = RetryPolicy.checked(
+            owner,
+            retries=retries,
+            backoff=retry_backoff,
+            max_backoff=retry_max_backoff,
+            timeout=retry_timeout,
+        )
 
     @property
     def url(self) -> str:
@@ -89,12 +118,24 @@ class DatabaseState:
         pool_info: dict[str, Any],
         cls: type[PoolTimeoutError] = PoolTimeoutError,
     ) -> PoolTimeoutError:
-        snapshot = ", ".join(
-            f"{k}={v}" for k, v in pool_info.items() if isinstance(v, (int, float))
-        )
         return cls(
             f"no connection to {self._masked_url!r} became free within {timeout:g}s "
-            f"(pool: {snapshot}); increase the pool size or look for connections not returned",
+            f"(pool: {_snapshot(pool_info)}); increase the pool size or look for connections "
+            "not returned",
+            pool_info=pool_info,
+        )
+
+    def _overloaded_error(
+        self,
+        pool_info: dict[str, Any],
+        cls: type[PoolOverloadedError] = PoolOverloadedError,
+    ) -> PoolOverloadedError:
+        return cls(
+            f"{self.max_waiting} caller(s) already wait for a connection to {self._masked_url!r} "
+            f"(max_waiting={self.max_waiting}; pool: {_snapshot(pool_info)}); failed without "
+            "waiting. "
+            "Retry later (run_transaction() does, with backoff), or raise max_waiting or the "
+            "pool size if this load is normal",
             pool_info=pool_info,
         )
 
@@ -102,6 +143,14 @@ class DatabaseState:
         self._chained(exc)
         return DatabaseUnavailableError(
             f"cannot use the database {self._masked_url!r}: {self._redact(str(exc)).strip()}"
+        )
+
+    def _commit_unknown_error(self, exc: BaseException) -> CommitOutcomeUnknownError:
+        self._chained(exc)
+        return CommitOutcomeUnknownError(
+            f"the connection to {self._masked_url!r} was lost during COMMIT, so the transaction "
+            "may or may not have been committed; it was not retried. Check whether its changes "
+            f"are there before running it again: {self._redact(str(exc)).strip()}"
         )
 
     def _query_error(
@@ -137,6 +186,11 @@ class DatabaseState:
             latency_ms,
             {"backend": self.backend_name, "url": self._masked_url, "error": type(exc).__name__},
         )
+
+
+def _snapshot(pool_info: dict[str, Any]) -> str:
+    """``checked_out=1, total=1, ...``: the numeric pool statistics, for error messages."""
+    return ", ".join(f"{k}={v}" for k, v in pool_info.items() if isinstance(v, (int, float)))
 
 
 def forget_active(var: ContextVar[Any], token: Token[Any], conn: Any) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, TypeAlias
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeAlias, TypeVar
 
-__all__ = ["PUBLIC_MODULE", "Params", "Row"]
+__all__ = ["PUBLIC_MODULE", "AsyncTransactionFunction", "Params", "Row", "TransactionFunction"]
+
+C = TypeVar("C")
+T = TypeVar("T")
 
 #: A row: a plain dict (``row["username"]``), JSON-ready.
 Row: TypeAlias = dict[str, Any]
@@ -13,3 +16,8 @@ Row: TypeAlias = dict[str, Any]
 Params: TypeAlias = Mapping[str, Any] | Sequence[Any] | None
 
 PUBLIC_MODULE = "structum_lab.plugins.database"
+#: What ``run_transaction()`` runs: a function of the transaction's connection, whose result it
+#: returns (``TransactionFunction[Connection, int]``).
+TransactionFunction: TypeAlias = Callable[[C], T]
+#: The async twins': an ``async def fn(conn)``.
+AsyncTransactionFunction: TypeAlias = Callable[[C], Awaitable[T]]

@@ -3,14 +3,20 @@
 The hierarchy::
 
     DatabaseError
-     ├── ConfigurationError          (also structum_lab.config.ConfigError)
-     ├── DatabaseUnavailableError    cannot connect, or the connection was lost
-     ├── DatabaseClosedError         the database was shut down
-     ├── PoolTimeoutError            no connection became free within the timeout
-     └── QueryError                  the server refused a statement (carries the SQLSTATE)
-          ├── IntegrityError         23xxx: unique, foreign key, not null, check
-          ├── StatementTimeoutError  57014: statement_timeout / lock_timeout hit
-          └── SerializationError     40001, 40P01: retry the whole transaction
+     ├── ConfigurationError            (also structum_lab.config.ConfigError)
+     ├── DatabaseUnavailableError  [R] cannot connect, or the connection was lost before COMMIT
+     │    └── CommitOutcomeUnknownError  the connection was lost during COMMIT: never retried
+     ├── DatabaseClosedError           the database was shut down
+     ├── PoolTimeoutError              no connection became free within the timeout
+     │    └── PoolOverloadedError  [R] ``max_waiting`` callers already wait: failed at once
+     └── QueryError                    the server refused a statement (carries the SQLSTATE)
+          ├── IntegrityError           23xxx: unique, foreign key, not null, check
+          ├── StatementTimeoutError    57014: statement_timeout hit
+          │    └── LockTimeoutError [R] 55P03, MySQL 1205, SQLite busy: also a SerializationError
+          └── SerializationError   [R] 40001, 40P01, MySQL 1213 deadlock: retry the transaction
+
+``[R]``: ``retryable`` is True. Running the whole transaction again is safe and may succeed, which
+is what ``run_transaction()`` does; every other error has ``retryable = False``.
 
 The driver's own exception is always kept as ``__cause__``. No message ever contains a password:
 backends build messages from masked URLs and run driver text through
@@ -24,11 +30,14 @@ from typing import Any
 from structum_lab.config import ConfigError
 
 __all__ = [
+    "CommitOutcomeUnknownError",
     "ConfigurationError",
     "DatabaseClosedError",
     "DatabaseError",
     "DatabaseUnavailableError",
     "IntegrityError",
+    "LockTimeoutError",
+    "PoolOverloadedError",
     "PoolTimeoutError",
     "QueryError",
     "SerializationError",
@@ -40,9 +49,15 @@ _PUBLIC_MODULE = "structum_lab.plugins.database"
 
 
 class DatabaseError(Exception):
-    """Base class of every error raised by Structum Database."""
+    """Base class of every error raised by Structum Database.
+
+    ``retryable`` tells whether running the whole transaction again is safe and may succeed
+    (``run_transaction()`` retries exactly those errors).
+    """
 
     __module__ = _PUBLIC_MODULE
+
+    retryable: bool = False
 
 
 class ConfigurationError(DatabaseError, ConfigError):
@@ -67,9 +82,27 @@ class ConfigurationError(DatabaseError, ConfigError):
 
 
 class DatabaseUnavailableError(DatabaseError):
-    """The database cannot be reached, refused the login, or dropped the connection."""
+    """The database cannot be reached, refused the login, or dropped the connection.
+
+    Retryable: the connection was lost before COMMIT was sent, so the transaction was rolled back
+    by the server. A connection lost during COMMIT raises :class:`CommitOutcomeUnknownError`.
+    """
 
     __module__ = _PUBLIC_MODULE
+
+    retryable = True
+
+
+class CommitOutcomeUnknownError(DatabaseUnavailableError):
+    """The connection was lost while COMMIT was in flight: it may or may not have committed.
+
+    Never retried automatically (running the transaction again could apply it twice). Check the
+    data (or make the transaction idempotent, e.g. with a unique request id) before retrying.
+    """
+
+    __module__ = _PUBLIC_MODULE
+
+    retryable = False
 
 
 class DatabaseClosedError(DatabaseError):
@@ -90,6 +123,18 @@ class PoolTimeoutError(DatabaseError):
     def __init__(self, message: str, *, pool_info: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.pool_info: dict[str, Any] = dict(pool_info or {})
+
+
+class PoolOverloadedError(PoolTimeoutError):
+    """``max_waiting`` callers were already waiting for a connection: this one failed at once.
+
+    A :class:`PoolTimeoutError` (no connection for this caller) that did not wait; retryable
+    after a pause, which ``run_transaction()`` takes (jittered backoff).
+    """
+
+    __module__ = _PUBLIC_MODULE
+
+    retryable = True
 
 
 class QueryError(DatabaseError):
@@ -122,6 +167,19 @@ class SerializationError(QueryError):
     retryable = True
 
 
+class LockTimeoutError(StatementTimeoutError, SerializationError):
+    """Waiting for a lock took too long (PostgreSQL 55P03, MySQL/MariaDB 1205, SQLite busy).
+
+    Lock contention, like a deadlock: retrying the whole transaction is safe and usually
+    succeeds, so it is a :class:`SerializationError` as well as a
+    :class:`StatementTimeoutError` (what it was before retries existed).
+    """
+
+    __module__ = _PUBLIC_MODULE
+
+    retryable = True
+
+
 def error_class_for_sqlstate(sqlstate: str | None) -> type[QueryError]:
     """Return the error class that stands for an SQLSTATE code.
 
@@ -137,6 +195,8 @@ def error_class_for_sqlstate(sqlstate: str | None) -> type[QueryError]:
         return SerializationError
     if sqlstate == "57014":
         return StatementTimeoutError
+    if sqlstate == "55P03":
+        return LockTimeoutError
     if sqlstate.startswith("23"):
         return IntegrityError
     return QueryError

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from ._interfaces_async import AsyncConnection, AsyncDatabaseInterface, AsyncResult
 from ._interfaces_sync import Connection, DatabaseInterface, Result
-from ._types import Params, Row
+from ._types import AsyncTransactionFunction, Params, Row, TransactionFunction
 
 __all__ = [
     "AsyncConnection",
     "AsyncDatabaseInterface",
     "AsyncResult",
+    "AsyncTransactionFunction",
     "Connection",
     "DatabaseInterface",
     "Params",
     "Result",
     "Row",
+    "TransactionFunction",
 ]

@@ -6,6 +6,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from structum_lab.plugins.database import (
+    CommitOutcomeUnknownError,
     DatabaseUnavailableError,
     IntegrityError,
     SerializationError,
@@ -23,9 +24,14 @@ def _commit_failed_response(exc: BaseException) -> JSONResponse:
             {"detail": "the request conflicted with other data; nothing was saved, try again"},
             status_code=409,
         )
-    if isinstance(exc, DatabaseUnavailableError):
+    if isinstance(exc, CommitOutcomeUnknownError):
         return JSONResponse(
             {"detail": "the database became unavailable while saving; the outcome is unknown"},
+            status_code=503,
+        )
+    if isinstance(exc, DatabaseUnavailableError):  # lost before COMMIT: the server rolled back
+        return JSONResponse(
+            {"detail": "the database became unavailable; nothing was saved, try again"},
             status_code=503,
         )
     return JSONResponse(
@@ -43,8 +49,9 @@ class TransactionMiddleware:
     - status below 400: COMMIT, then let the response through;
     - status 400 or above: ROLLBACK, then let the response through;
     - the COMMIT fails: the application's response is replaced by 409 (integrity or
-      serialization failure), 503 (database lost) or 500, so a client never reads a success for
-      data that was not saved;
+      serialization failure), 503 (database lost; the body says whether the outcome is unknown,
+      for a connection lost during COMMIT) or 500, so a client never reads a success for data
+      that was not saved;
     - the application raises instead of answering: ROLLBACK, and the exception goes on to the
       server error handler.
 

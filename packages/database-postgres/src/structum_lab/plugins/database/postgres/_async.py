@@ -16,7 +16,7 @@ from typing import Any, ClassVar, cast
 import psycopg
 from psycopg import AsyncPipeline
 from psycopg.rows import DictRow
-from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 from typing_extensions import Self
 
 from structum_lab.plugins.database.base import AsyncDatabaseBase
@@ -228,14 +228,22 @@ class AsyncPostgresConnection(AsyncConnection):
             raise self._db._translate(exc, self._raw) from exc
 
     async def commit(self) -> None:
-        """Commit; the next statement starts a new transaction."""
+        """Commit; the next statement starts a new transaction.
+
+        Raises:
+            CommitOutcomeUnknownError: The connection was lost during COMMIT.
+        """
         raw = self.raw
+        sent = not (raw.closed or raw.broken)
         try:
             await raw.commit()
-            if self._pipeline is not None:  # pipelined: the connection is in autocommit mode
-                await raw.cursor().execute(self._begin_sql, prepare=False)
         except psycopg.Error as exc:
-            raise self._db._translate(exc, raw) from exc
+            raise self._db._translate(exc, raw, committing=sent) from exc
+        if self._pipeline is not None:  # pipelined: the connection is in autocommit mode
+            try:
+                await raw.cursor().execute(self._begin_sql, prepare=False)
+            except psycopg.Error as exc:
+                raise self._db._translate(exc, raw) from exc
 
     async def rollback(self) -> None:
         """Roll back the current transaction."""
@@ -328,6 +336,12 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             shrinks idle connections itself and ignores it.
         name: Name in logs, health details and the psycopg pool (default: the masked URL).
         health_thresholds: When a reachable database counts as DEGRADED.
+        max_waiting: Most callers that may wait for a connection (psycopg_pool's own limit);
+            one more fails at once with ``PoolOverloadedError`` (0: no limit).
+        retries: ``run_transaction()``'s default number of retries.
+        retry_backoff: Upper bound of its first pause in seconds (doubling each retry)...
+        retry_max_backoff: ... up to this; each pause is random below the bound.
+        retry_timeout: Seconds after which ``run_transaction()`` starts no more retries.
     """
 
     __module__ = PUBLIC_MODULE
@@ -381,6 +395,8 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         except PoolTimeout as exc:
             error, cause = self._acquire_error(exc)
             raise error from cause
+        except TooManyRequests as exc:
+            raise self._overloaded_error(self.get_pool_info()) from exc
         except PoolClosed as exc:
             raise self._closed_pool_error() from exc
         if self._stale(raw):
@@ -415,6 +431,8 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             except PoolTimeout as exc:
                 error, cause = self._acquire_error(exc)
                 raise error from cause
+            except TooManyRequests as exc:
+                raise self._overloaded_error(self.get_pool_info()) from exc
             except PoolClosed as exc:
                 raise self._closed_pool_error() from exc
 
@@ -478,11 +496,12 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
                 if raw.pgconn.transaction_status == INERROR:
                     await self._rollback_quietly(raw)
                     raise self._aborted_error()
+                sent = not (raw.closed or raw.broken)
                 try:
                     await raw.commit()
                 except psycopg.Error as exc:
                     await self._rollback_quietly(raw)
-                    raise self._translate(exc, raw) from exc
+                    raise self._translate(exc, raw, committing=sent) from exc
             else:
                 await self._rollback_quietly(raw)
         finally:
@@ -498,6 +517,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         if last is not None:
             last._pipelined = None  # no reference cycle outlives the transaction
         error: psycopg.Error | None = None
+        sent = commit and not (raw.closed or raw.broken)
         # COMMIT (or ROLLBACK) is queued behind the statements and leaves with the pipeline's
         # final Sync: with the queued BEGIN, the whole transaction is one round trip (psycopg's
         # commit() would sync, and leaving the pipeline would then sync once more).
@@ -509,11 +529,14 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             # Sync; raises the first error of a queued statement
             await cm.__aexit__(None, None, None)
         except psycopg.Error as exc:
-            error = error or exc
+            # The statement's own error (a 40001...) says more than "pipeline aborted".
+            if error is None or isinstance(error, psycopg.errors.PipelineAborted):
+                error = exc
         if raw.pgconn.transaction_status != IDLE:
             await self._rollback_quietly(raw)
         if commit and error is not None:
-            raise self._translate(error, raw) from error
+            # A connection lost anywhere in this round trip may have lost it after the COMMIT.
+            raise self._translate(error, raw, committing=sent) from error
 
     @staticmethod
     async def _rollback_quietly(raw: _AsyncRawConnection) -> None:

@@ -21,6 +21,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool.base import BasePool
 
+from structum_lab.plugins.database._retry import DEFAULT_POLICY
 from structum_lab.plugins.database.base import DatabaseState
 from structum_lab.plugins.database.errors import (
     ConfigurationError,
@@ -142,12 +143,26 @@ class PostgresCommon(DatabaseState):
         pool_use_lifo: bool = False,
         name: str | None = None,
         health_thresholds: HealthThresholds | Mapping[str, float] | None = None,
+        max_waiting: int = 0,
+        retries: int = DEFAULT_POLICY.retries,
+        retry_backoff: float = DEFAULT_POLICY.backoff,
+        retry_max_backoff: float = DEFAULT_POLICY.max_backoff,
+        retry_timeout: float = DEFAULT_POLICY.timeout,
     ) -> None:
         owner = type(self).__name__
         conninfo, url_params = normalize_url(url, owner)
         if isinstance(health_thresholds, Mapping):
             health_thresholds = HealthThresholds(**health_thresholds)
-        super().__init__(url, name=name, health_thresholds=health_thresholds)
+        super().__init__(
+            url,
+            name=name,
+            health_thresholds=health_thresholds,
+            max_waiting=max_waiting,
+            retries=retries,
+            retry_backoff=retry_backoff,
+            retry_max_backoff=retry_max_backoff,
+            retry_timeout=retry_timeout,
+        )
 
         def bad(key: str, must: str, value: Any) -> ConfigurationError:
             return ConfigurationError(f"{owner}: {key} must be {must}, got {value!r}", key=key)
@@ -243,6 +258,7 @@ class PostgresCommon(DatabaseState):
             "timeout": self.timeout,
             "max_lifetime": self.max_lifetime,
             "max_idle": self.max_idle,
+            "max_waiting": self.max_waiting,
         }
 
     # -- checks ------------------------------------------------------------------------------
@@ -280,8 +296,14 @@ class PostgresCommon(DatabaseState):
             "to connect again"
         )
 
-    def _translate(self, exc: BaseException, raw: Any) -> DatabaseError:
-        """Map a psycopg error to the core hierarchy (the caller chains ``exc`` as the cause)."""
+    def _translate(
+        self, exc: BaseException, raw: Any, *, committing: bool = False
+    ) -> DatabaseError:
+        """Map a psycopg error to the core hierarchy (the caller chains ``exc`` as the cause).
+
+        ``committing``: ``exc`` came from a COMMIT that was sent, so a lost connection means
+        the outcome is unknown (``CommitOutcomeUnknownError``) rather than "rolled back".
+        """
         if isinstance(exc, DatabaseError):
             return exc
         sqlstate = getattr(exc, "sqlstate", None)
@@ -290,7 +312,7 @@ class PostgresCommon(DatabaseState):
             sqlstate is not None and (sqlstate.startswith("08") or sqlstate in _GONE_SQLSTATES)
         ):
             self._mark_suspect()
-            return self._unavailable_error(exc)
+            return self._commit_unknown_error(exc) if committing else self._unavailable_error(exc)
         if isinstance(exc, psycopg.errors.PipelineAborted):
             return self._aborted_error()
         return self._query_error(exc, sqlstate)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, cast
 import psycopg
 from psycopg import Pipeline
 from psycopg.rows import DictRow
-from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 from typing_extensions import Self
 
 from structum_lab.plugins.database.base import SyncDatabaseBase
@@ -223,14 +223,22 @@ class PostgresConnection(Connection):
             raise self._db._translate(exc, self._raw) from exc
 
     def commit(self) -> None:
-        """Commit; the next statement starts a new transaction."""
+        """Commit; the next statement starts a new transaction.
+
+        Raises:
+            CommitOutcomeUnknownError: The connection was lost during COMMIT.
+        """
         raw = self.raw
+        sent = not (raw.closed or raw.broken)
         try:
             raw.commit()
-            if self._pipeline is not None:  # pipelined: the connection is in autocommit mode
-                raw.cursor().execute(self._begin_sql, prepare=False)
         except psycopg.Error as exc:
-            raise self._db._translate(exc, raw) from exc
+            raise self._db._translate(exc, raw, committing=sent) from exc
+        if self._pipeline is not None:  # pipelined: the connection is in autocommit mode
+            try:
+                raw.cursor().execute(self._begin_sql, prepare=False)
+            except psycopg.Error as exc:
+                raise self._db._translate(exc, raw) from exc
 
     def rollback(self) -> None:
         """Roll back the current transaction."""
@@ -323,6 +331,12 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             shrinks idle connections itself and ignores it.
         name: Name in logs, health details and the psycopg pool (default: the masked URL).
         health_thresholds: When a reachable database counts as DEGRADED.
+        max_waiting: Most callers that may wait for a connection (psycopg_pool's own limit);
+            one more fails at once with ``PoolOverloadedError`` (0: no limit).
+        retries: ``run_transaction()``'s default number of retries.
+        retry_backoff: Upper bound of its first pause in seconds (doubling each retry)...
+        retry_max_backoff: ... up to this; each pause is random below the bound.
+        retry_timeout: Seconds after which ``run_transaction()`` starts no more retries.
     """
 
     __module__ = PUBLIC_MODULE
@@ -373,6 +387,8 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         except PoolTimeout as exc:
             error, cause = self._acquire_error(exc)
             raise error from cause
+        except TooManyRequests as exc:
+            raise self._overloaded_error(self.get_pool_info()) from exc
         except PoolClosed as exc:
             raise self._closed_pool_error() from exc
         if self._stale(raw):
@@ -407,6 +423,8 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             except PoolTimeout as exc:
                 error, cause = self._acquire_error(exc)
                 raise error from cause
+            except TooManyRequests as exc:
+                raise self._overloaded_error(self.get_pool_info()) from exc
             except PoolClosed as exc:
                 raise self._closed_pool_error() from exc
 
@@ -468,11 +486,12 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
                 if raw.pgconn.transaction_status == INERROR:
                     self._rollback_quietly(raw)
                     raise self._aborted_error()
+                sent = not (raw.closed or raw.broken)
                 try:
                     raw.commit()
                 except psycopg.Error as exc:
                     self._rollback_quietly(raw)
-                    raise self._translate(exc, raw) from exc
+                    raise self._translate(exc, raw, committing=sent) from exc
             else:
                 self._rollback_quietly(raw)
         finally:
@@ -486,6 +505,7 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         if last is not None:
             last._pipelined = None  # no reference cycle outlives the transaction
         error: psycopg.Error | None = None
+        sent = commit and not (raw.closed or raw.broken)
         # COMMIT (or ROLLBACK) is queued behind the statements and leaves with the pipeline's
         # final Sync: with the queued BEGIN, the whole transaction is one round trip (psycopg's
         # commit() would sync, and leaving the pipeline would then sync once more).
@@ -497,11 +517,14 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             # Sync; raises the first error of a queued statement
             cm.__exit__(None, None, None)
         except psycopg.Error as exc:
-            error = error or exc
+            # The statement's own error (a 40001...) says more than "pipeline aborted".
+            if error is None or isinstance(error, psycopg.errors.PipelineAborted):
+                error = exc
         if raw.pgconn.transaction_status != IDLE:
             self._rollback_quietly(raw)
         if commit and error is not None:
-            raise self._translate(error, raw) from error
+            # A connection lost anywhere in this round trip may have lost it after the COMMIT.
+            raise self._translate(error, raw, committing=sent) from error
 
     @staticmethod
     def _rollback_quietly(raw: _RawConnection) -> None:

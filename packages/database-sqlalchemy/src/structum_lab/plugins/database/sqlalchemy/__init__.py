@@ -16,7 +16,7 @@ except ModuleNotFoundError as _exc:  # pragma: no cover - exercised without sqla
     ) from _exc
 
 from ._async import AsyncSQLAlchemyConnection, AsyncSQLAlchemyDatabase
-from ._errors import PoolTimeoutError
+from ._errors import PoolOverloadedError, PoolTimeoutError
 from ._results import SQLAlchemyAsyncResult, SQLAlchemyResult
 from ._sync import SQLAlchemyConnection, SQLAlchemyDatabase
 from ._version import __version__
@@ -24,6 +24,7 @@ from ._version import __version__
 __all__ = [
     "AsyncSQLAlchemyConnection",
     "AsyncSQLAlchemyDatabase",
+    "PoolOverloadedError",
     "PoolTimeoutError",
     "SQLAlchemyAsyncResult",
     "SQLAlchemyConnection",

@@ -116,12 +116,17 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
         return result
 
     async def commit(self) -> None:
-        """Commit; the next statement starts a new transaction."""
+        """Commit; the next statement starts a new transaction.
+
+        Raises:
+            CommitOutcomeUnknownError: The connection was lost during COMMIT.
+        """
         self._check()
+        sent = not self._sa.invalidated
         try:
             await self._sa.commit()
         except sa_exc.SQLAlchemyError as exc:
-            raise self._db._translate(exc) from error_cause(exc)
+            raise self._db._translate(exc, committing=sent) from error_cause(exc)
 
     async def rollback(self) -> None:
         """Roll back the current transaction."""
@@ -184,10 +189,11 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
         sa = self._sa
         try:
             if commit:
+                sent = not sa.invalidated
                 try:
                     await sa.commit()
                 except sa_exc.SQLAlchemyError as exc:
-                    raise self._db._translate(exc) from error_cause(exc)
+                    raise self._db._translate(exc, committing=sent) from error_cause(exc)
         finally:
             try:
                 await sa.close()  # rolls back whatever is still open
@@ -226,7 +232,7 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
         return engine
 
     async def _connect(self) -> SAAsyncConnection:
-        self._acquiring.append(None)
+        self._enter_checkout()
         try:
             # ``_engine_any`` rather than the typed ``engine`` property: one call fewer per
             # transaction on the hot path.
@@ -235,7 +241,7 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
         except Exception as exc:
             raise self._translate(exc, connecting=True) from error_cause(exc)
         finally:
-            self._acquiring.pop()
+            self._exit_checkout()
 
     async def _begin(self, **options: Any) -> AsyncSQLAlchemyConnection:
         if not options:

@@ -7,6 +7,7 @@ calls; URLs are in ``_urls.py``, errors in ``_errors.py``, transaction options i
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -16,6 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool, StaticPool
 
+from structum_lab.plugins.database._retry import DEFAULT_POLICY
 from structum_lab.plugins.database.base import DatabaseState
 from structum_lab.plugins.database.errors import (
     ConfigurationError,
@@ -28,7 +30,13 @@ from structum_lab.plugins.database.health import HealthThresholds
 from structum_lab.plugins.database.interfaces import Params
 from structum_lab.plugins.database.params import adapt_params, convert_named
 
-from ._errors import _UNAVAILABLE_STATES, PoolTimeoutError, classify_error, error_cause
+from ._errors import (
+    _UNAVAILABLE_STATES,
+    PoolOverloadedError,
+    PoolTimeoutError,
+    classify_error,
+    error_cause,
+)
 from ._events import (
     _CheckoutCounter,
     _install_idle_ping,
@@ -94,6 +102,11 @@ class SQLAlchemyState(DatabaseState):
         name: str | None = None,
         health_thresholds: HealthThresholds | Mapping[str, float] | None = None,
         session_class: type[Any] | str | None = None,
+        max_waiting: int = 0,
+        retries: int = DEFAULT_POLICY.retries,
+        retry_backoff: float = DEFAULT_POLICY.backoff,
+        retry_max_backoff: float = DEFAULT_POLICY.max_backoff,
+        retry_timeout: float = DEFAULT_POLICY.timeout,
         **engine_options: Any,
     ) -> None:
         """Create the engine and its pool (connections are opened on first use).
@@ -116,6 +129,12 @@ class SQLAlchemyState(DatabaseState):
                 for ``SQLAlchemyDatabase``, an ``AsyncSession`` subclass for
                 ``AsyncSQLAlchemyDatabase``, or its import path (``"sqlmodel:Session"``, as
                 configuration gives it), imported here. Default: SQLAlchemy's own.
+            max_waiting: Most callers that may wait for a connection; one more fails at once
+                with ``PoolOverloadedError`` (0: no limit).
+            retries: ``run_transaction()``'s default number of retries.
+            retry_backoff: Upper bound of its first pause in seconds (doubling each retry)...
+            retry_max_backoff: ... up to this; each pause is random below the bound.
+            retry_timeout: Seconds after which ``run_transaction()`` starts no more retries.
             **engine_options: Further ``sqlalchemy.create_engine`` arguments
                 (``connect_args``, ``pool_use_lifo``, ``poolclass``, ``isolation_level``...).
 
@@ -126,7 +145,16 @@ class SQLAlchemyState(DatabaseState):
                 kind.
         """
         text_url = url.render_as_string(hide_password=False) if isinstance(url, URL) else url
-        super().__init__(text_url, name=name, health_thresholds=_thresholds(health_thresholds))
+        super().__init__(
+            text_url,
+            name=name,
+            health_thresholds=_thresholds(health_thresholds),
+            max_waiting=max_waiting,
+            retries=retries,
+            retry_backoff=retry_backoff,
+            retry_max_backoff=retry_max_backoff,
+            retry_timeout=retry_timeout,
+        )
         if not isinstance(text_url, str) or not text_url.strip():
             raise ConfigurationError("url must be a non-empty database URL string", key="url")
         pool_size = _setting("pool_size", pool_size, int, 1)
@@ -176,9 +204,14 @@ class SQLAlchemyState(DatabaseState):
         event.listen(sync_engine, "reset", _restore_session)
         if backend == "sqlite" and engine_options.get("isolation_level") != "AUTOCOMMIT":
             _install_sqlite_transactions(sync_engine)
+        # Connections handed to callers: what a pool without its own count reports as checked
+        # out, and (with max_waiting) what tells a caller who must wait from one being served.
         self._counter = (
-            None if isinstance(sync_engine.pool, QueuePool) else (_CheckoutCounter(sync_engine))
+            _CheckoutCounter(sync_engine)
+            if self.max_waiting or not isinstance(sync_engine.pool, QueuePool)
+            else None
         )
+        self._admission = threading.Lock()
         self._paramstyle: Any = sync_engine.dialect.paramstyle
         # MySQL/MariaDB read backslash escapes in every literal (unless NO_BACKSLASH_ESCAPES).
         self._backslash_escapes = self.dialect_name in ("mysql", "mariadb")
@@ -218,20 +251,28 @@ class SQLAlchemyState(DatabaseState):
             None when unlimited), ``size`` (``pool_size``) and ``waiting`` (callers blocked
             for a connection).
         """
+        return self._pool_info(0)
+
+    def _pool_info(self, arriving: int) -> dict[str, Any]:
+        """``get_pool_info()``, counting ``arriving`` more callers in checkout (0 or 1)."""
         pool = self._sync_engine.pool
+        counter = self._counter
         if isinstance(pool, QueuePool):
             idle = pool.checkedin()
-            out = pool.checkedout()
+            out = pool.checkedout()  # includes connections being opened for a caller
             size = pool.size()
             limit: int | None = size + self._max_overflow if self._max_overflow >= 0 else None
         else:
-            out = self._counter.value if self._counter is not None else 0
+            out = counter.value if counter is not None else 0
             idle = 1 if isinstance(pool, StaticPool) and out == 0 else 0
             size = 1 if isinstance(pool, StaticPool) else 0
             limit = 1 if isinstance(pool, StaticPool) else None
         total = idle + out
-        # A caller in checkout is waiting only if no idle connection or free slot can serve it.
-        room = idle + (limit - total if limit is not None else len(self._acquiring))
+        acquiring = len(self._acquiring) + arriving
+        # A caller in checkout is waiting only if no idle connection or free slot can serve it;
+        # a slot whose connection is being opened serves one of them (counted by ``counter``).
+        held = counter.value if counter is not None else out
+        room = limit - held if limit is not None else acquiring
         return {
             "checked_out": out,
             "available": idle,
@@ -239,8 +280,30 @@ class SQLAlchemyState(DatabaseState):
             "overflow": max(0, total - size),
             "max": limit,
             "size": size,
-            "waiting": max(0, len(self._acquiring) - max(room, 0)),
+            "waiting": max(0, acquiring - max(room, 0)),
         }
+
+    def _enter_checkout(self) -> None:
+        """Count the caller as in checkout; beyond ``max_waiting`` waiters fail it at once.
+
+        QueuePool has no such limit, so it is kept here, around every checkout of this object
+        (``_exit_checkout()`` must follow). psycopg_pool's ``max_waiting`` has the same meaning.
+
+        Raises:
+            PoolOverloadedError: ``max_waiting`` callers already wait and this one would too.
+        """
+        if not self.max_waiting:
+            self._acquiring.append(None)
+            return
+        with self._admission:  # the check and the count as one step, across threads
+            info = self._pool_info(1)
+            if info["waiting"] > self.max_waiting:
+                info["waiting"] -= 1  # the snapshot shows who waits, not this caller
+                raise self._overloaded_error(info, cls=PoolOverloadedError)
+            self._acquiring.append(None)
+
+    def _exit_checkout(self) -> None:
+        self._acquiring.pop()
 
     # -- statements ---------------------------------------------------------------------------
     def _prepare(self, sql: str, params: Params) -> tuple[str, Any]:
@@ -325,13 +388,13 @@ class SQLAlchemyState(DatabaseState):
             PoolTimeoutError: No connection became free in time.
             DatabaseUnavailableError: The server cannot be reached or did not answer the ping.
         """
-        self._acquiring.append(None)
+        self._enter_checkout()
         try:
             pooled = self._sync_engine.raw_connection()
         except Exception as exc:
             raise self._translate(exc, connecting=True) from error_cause(exc)
         finally:
-            self._acquiring.pop()
+            self._exit_checkout()
         try:
             # The dialect's ping: one round trip, no transaction (psycopg sends an empty query).
             ping_ok(self._sync_engine.dialect, pooled.dbapi_connection)
@@ -342,8 +405,14 @@ class SQLAlchemyState(DatabaseState):
             pooled.close()
 
     # -- errors -------------------------------------------------------------------------------
-    def _translate(self, exc: BaseException, *, connecting: bool = False) -> Exception:
-        """Turn a SQLAlchemy/driver exception into the Structum error for it."""
+    def _translate(
+        self, exc: BaseException, *, connecting: bool = False, committing: bool = False
+    ) -> Exception:
+        """Turn a SQLAlchemy/driver exception into the Structum error for it.
+
+        ``committing``: ``exc`` came from a COMMIT that was sent, so a lost connection means
+        the outcome is unknown (``CommitOutcomeUnknownError``) rather than "rolled back".
+        """
         if isinstance(exc, DatabaseError):
             return exc
         if isinstance(exc, sa_exc.TimeoutError):
@@ -353,12 +422,13 @@ class SQLAlchemyState(DatabaseState):
         orig = error_cause(exc)
         if connecting:
             return self._unavailable_error(orig)
+        lost = self._commit_unknown_error if committing else self._unavailable_error
         if isinstance(exc, sa_exc.DBAPIError):
             if exc.connection_invalidated:
-                return self._unavailable_error(orig)
+                return lost(orig)
             sqlstate, cls = classify_error(orig)
             if sqlstate and (sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_STATES):
-                return self._unavailable_error(orig)
+                return lost(orig)
             if cls is None and sqlstate is None and isinstance(exc, sa_exc.IntegrityError):
                 cls = IntegrityError
             return self._query_error(orig, sqlstate, cls)

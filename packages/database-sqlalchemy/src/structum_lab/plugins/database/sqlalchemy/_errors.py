@@ -8,12 +8,20 @@ import sqlalchemy.exc as sa_exc
 
 from structum_lab.plugins.database.errors import (
     IntegrityError,
+    LockTimeoutError,
     QueryError,
     StatementTimeoutError,
 )
+from structum_lab.plugins.database.errors import PoolOverloadedError as _CorePoolOverloadedError
 from structum_lab.plugins.database.errors import PoolTimeoutError as _CorePoolTimeoutError
 
-__all__ = ["MYSQL_ERRORS", "PoolTimeoutError", "classify_error", "error_cause"]
+__all__ = [
+    "MYSQL_ERRORS",
+    "PoolOverloadedError",
+    "PoolTimeoutError",
+    "classify_error",
+    "error_cause",
+]
 
 _PUBLIC_MODULE = "structum_lab.plugins.database.sqlalchemy"
 
@@ -30,6 +38,16 @@ class PoolTimeoutError(_CorePoolTimeoutError, sa_exc.TimeoutError):
     def __str__(self) -> str:
         # SQLAlchemyError.__str__ would append its own "background on this error" link.
         return str(self.args[0]) if self.args else ""
+
+
+class PoolOverloadedError(_CorePoolOverloadedError, PoolTimeoutError):
+    """``max_waiting`` callers already wait for a connection; this one failed without waiting.
+
+    The core :class:`~structum_lab.plugins.database.PoolOverloadedError`, and like every pool
+    timeout of this backend also a ``sqlalchemy.exc.TimeoutError``.
+    """
+
+    __module__ = _PUBLIC_MODULE
 
 
 _E = type[QueryError] | None
@@ -49,7 +67,7 @@ MYSQL_ERRORS: dict[int, tuple[str, _E]] = {
     4025: ("23000", None),  # MariaDB CHECK constraint failed
     3819: ("HY000", IntegrityError),  # MySQL CHECK constraint violated
     1213: ("40001", None),  # deadlock: retry the transaction
-    1205: ("HY000", StatementTimeoutError),  # lock wait timeout
+    1205: ("HY000", LockTimeoutError),  # lock wait timeout: contention, retry the transaction
     3024: ("HY000", StatementTimeoutError),  # MySQL max_execution_time exceeded
     1969: ("70100", StatementTimeoutError),  # MariaDB max_statement_time exceeded
     1317: ("70100", StatementTimeoutError),  # query interrupted
@@ -85,7 +103,7 @@ def _sqlite_error(orig: BaseException) -> tuple[str | None, _E]:
     if isinstance(orig, sqlite3.IntegrityError) or name.startswith("SQLITE_CONSTRAINT"):
         return "23000", None
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "is locked" in text:
-        return None, StatementTimeoutError  # busy_timeout expired waiting for a lock
+        return None, LockTimeoutError  # busy_timeout expired waiting for a lock
     if name == "SQLITE_INTERRUPT" or text == "interrupted":
         return "57014", None
     if name.startswith("SQLITE_READONLY") or "readonly database" in text:
@@ -101,7 +119,7 @@ def classify_error(orig: BaseException) -> tuple[str | None, _E]:
     """Return ``(sqlstate, error class or None)`` for a DBAPI exception.
 
     psycopg (and PyMySQL >= 1.2) report the SQLSTATE; MySQL error numbers refine it (a lock wait
-    timeout is HY000 but a StatementTimeoutError) or stand in for it on older drivers and for
+    timeout is HY000 but a LockTimeoutError) or stand in for it on older drivers and for
     client-side errors; SQLite error codes are mapped. A None class means "choose by SQLSTATE".
     """
     reported = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)

@@ -118,12 +118,17 @@ class SQLAlchemyConnection(Connection):
         return result
 
     def commit(self) -> None:
-        """Commit; the next statement starts a new transaction."""
+        """Commit; the next statement starts a new transaction.
+
+        Raises:
+            CommitOutcomeUnknownError: The connection was lost during COMMIT.
+        """
         self._check()
+        sent = not self._sa.invalidated
         try:
             self._sa.commit()
         except sa_exc.SQLAlchemyError as exc:
-            raise self._db._translate(exc) from error_cause(exc)
+            raise self._db._translate(exc, committing=sent) from error_cause(exc)
 
     def rollback(self) -> None:
         """Roll back the current transaction."""
@@ -186,10 +191,11 @@ class SQLAlchemyConnection(Connection):
         sa = self._sa
         try:
             if commit:
+                sent = not sa.invalidated
                 try:
                     sa.commit()
                 except sa_exc.SQLAlchemyError as exc:
-                    raise self._db._translate(exc) from error_cause(exc)
+                    raise self._db._translate(exc, committing=sent) from error_cause(exc)
         finally:
             try:
                 sa.close()  # rolls back whatever is still open
@@ -226,7 +232,7 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
         return engine
 
     def _connect(self) -> SAConnection:
-        self._acquiring.append(None)
+        self._enter_checkout()
         try:
             # ``_engine_any`` rather than the typed ``engine`` property: one call fewer per
             # transaction on the hot path.
@@ -235,7 +241,7 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
         except Exception as exc:
             raise self._translate(exc, connecting=True) from error_cause(exc)
         finally:
-            self._acquiring.pop()
+            self._exit_checkout()
 
     def _begin(self, **options: Any) -> SQLAlchemyConnection:
         if not options:

@@ -17,6 +17,7 @@ from typing_extensions import Self
 
 from structum_lab.plugins.database import AsyncConnection, HealthResult, HealthThresholds
 from structum_lab.plugins.database._acompat import asleep
+from structum_lab.plugins.database._retry import DEFAULT_POLICY
 from structum_lab.plugins.database.base import AsyncDatabaseBase
 from structum_lab.plugins.database.interfaces import Params
 from structum_lab.plugins.database.results import AsyncBufferedResult
@@ -123,6 +124,12 @@ class AsyncMockDatabase(MockMixin, AsyncDatabaseBase[AsyncMockConnection]):
         url: Shown in ``repr``, errors and health details.
         name: Name of the database (default ``"mock"``).
         health_thresholds: When a slow probe or a full pool counts as DEGRADED.
+        max_waiting: Most callers waiting for a connection; one more fails at once with
+            ``PoolOverloadedError`` (0: no limit).
+        retries: ``run_transaction()``'s default retries (as on the real backends).
+        retry_backoff: Upper bound of its first pause, in seconds (doubling each retry)...
+        retry_max_backoff: ... up to this many seconds.
+        retry_timeout: Seconds after which ``run_transaction()`` starts no more retries.
 
     Example::
 
@@ -146,15 +153,32 @@ class AsyncMockDatabase(MockMixin, AsyncDatabaseBase[AsyncMockConnection]):
         url: str = "mock://",
         name: str | None = None,
         health_thresholds: HealthThresholds | None = None,
+        max_waiting: int = 0,
+        retries: int = DEFAULT_POLICY.retries,
+        retry_backoff: float = DEFAULT_POLICY.backoff,
+        retry_max_backoff: float = DEFAULT_POLICY.max_backoff,
+        retry_timeout: float = DEFAULT_POLICY.timeout,
     ) -> None:
-        super().__init__(url, name=name or "mock", health_thresholds=health_thresholds)
+        super().__init__(
+            url,
+            name=name or "mock",
+            health_thresholds=health_thresholds,
+            max_waiting=max_waiting,
+            retries=retries,
+            retry_backoff=retry_backoff,
+            retry_max_backoff=retry_max_backoff,
+            retry_timeout=retry_timeout,
+        )
         self._setup(script, strict, check_params, pool_size, pool_timeout)
 
     async def _begin(self, **options: Any) -> AsyncMockConnection:
         error = self._checkout_error()
         if error is not None:
             raise error
-        if not await self._pool.aacquire(self._pool.timeout):
+        acquired = await self._pool.aacquire(self._pool.timeout)
+        if acquired == "overloaded":
+            raise self._overloaded_error(self._pool.info())
+        if acquired == "timeout":
             raise self._pool_timeout_error(self._pool.timeout, self._pool.info())
         return AsyncMockConnection._from_pool(self, options)
 

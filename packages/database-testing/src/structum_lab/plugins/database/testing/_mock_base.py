@@ -10,9 +10,10 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 from structum_lab.plugins.database import (
+    CommitOutcomeUnknownError,
     DatabaseError,
     DatabaseUnavailableError,
     HealthResult,
@@ -39,18 +40,28 @@ PUBLIC_MODULE = "structum_lab.plugins.database.testing"
 _POLL = 0.002  # seconds between checks while an async checkout waits for a free connection
 
 
+Acquired = Literal["ok", "timeout", "overloaded"]
+
+
 class MockPool:
     """Connection accounting of one mock database (what ``get_pool_info()`` reports)."""
 
-    def __init__(self, size: int, timeout: float) -> None:
+    def __init__(self, size: int, timeout: float, max_waiting: int = 0) -> None:
         if size < 1:
             raise ValueError(f"pool_size must be at least 1, got {size}")
         self.size = size
         self.timeout = timeout
+        self.max_waiting = max_waiting
         self.checked_out = 0
         self.opened = 0
         self.waiting = 0
         self.cond = threading.Condition()
+
+    def _overloaded(self) -> bool:
+        """A caller arriving now would wait beyond ``max_waiting`` (call with ``cond`` held)."""
+        return bool(
+            self.max_waiting and self.checked_out >= self.size and self.waiting >= self.max_waiting
+        )
 
     def try_acquire(self) -> bool:
         with self.cond:
@@ -60,32 +71,36 @@ class MockPool:
             self.opened = max(self.opened, self.checked_out)
             return True
 
-    def acquire(self, timeout: float) -> bool:
+    def acquire(self, timeout: float) -> Acquired:
         deadline = time.monotonic() + timeout
         with self.cond:
+            if self._overloaded():
+                return "overloaded"
             self.waiting += 1
             try:
                 while self.checked_out >= self.size:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        return False
+                        return "timeout"
                     self.cond.wait(remaining)
                 self.checked_out += 1
                 self.opened = max(self.opened, self.checked_out)
-                return True
+                return "ok"
             finally:
                 self.waiting -= 1
 
-    async def aacquire(self, timeout: float) -> bool:
+    async def aacquire(self, timeout: float) -> Acquired:
         deadline = time.monotonic() + timeout
         with self.cond:
+            if self._overloaded():
+                return "overloaded"
             self.waiting += 1
         try:
             while not self.try_acquire():
                 if time.monotonic() >= deadline:
-                    return False
+                    return "timeout"
                 await asyncio.sleep(_POLL)
-            return True
+            return "ok"
         finally:
             with self.cond:
                 self.waiting -= 1
@@ -173,7 +188,20 @@ class ConnectionCore:
             # COMMIT on a lost connection fails and the transaction is gone: record the rollback.
             self._finish("rolled_back")
             raise
-        self._finish("committed")
+        error = self.script._take_commit_fault()
+        if error is None:
+            self._finish("committed")
+            return
+        if isinstance(error, CommitOutcomeUnknownError):
+            # Lost during COMMIT: say it did commit (the case callers must cope with); the
+            # connection is gone.
+            self._finish("committed")
+            self.broken = True
+        else:
+            self._finish("rolled_back")
+            if isinstance(error, DatabaseUnavailableError):
+                self.broken = True
+        raise error
 
     def rollback(self) -> None:
         if self.closed:
@@ -235,7 +263,7 @@ class MockMixin(DatabaseState):
         elif strict or not check_params:
             raise TypeError("set strict/check_params on the MockScript you pass as script=")
         self.script = script
-        self._pool = MockPool(pool_size, pool_timeout)
+        self._pool = MockPool(pool_size, pool_timeout, self.max_waiting)
 
     def _checkout_error(self) -> Exception | None:
         """The error a checkout raises before waiting for the pool, if any."""
@@ -243,7 +271,10 @@ class MockMixin(DatabaseState):
             return self._unavailable_error(
                 ConnectionRefusedError("connection refused (the mock database is offline)")
             )
-        if self.script._take_pool_fault():
+        fault = self.script._take_pool_fault()
+        if fault == "overloaded":
+            return self._overloaded_error(self._pool.info())
+        if fault is not None:
             return self._pool_timeout_error(self._pool.timeout, self._pool.info())
         return None
 
@@ -333,6 +364,14 @@ class MockMixin(DatabaseState):
     def exhaust_pool(self, times: int = 1) -> None:
         """Make the next ``times`` checkouts raise ``PoolTimeoutError``."""
         self.script.exhaust_pool(times)
+
+    def overload_pool(self, times: int = 1) -> None:
+        """Make the next ``times`` checkouts raise ``PoolOverloadedError``."""
+        self.script.overload_pool(times)
+
+    def fail_commit(self, times: int = 1, *, error: ErrorSpec = "commit_unknown") -> None:
+        """Make the next ``times`` COMMITs raise; see :meth:`MockScript.fail_commit`."""
+        self.script.fail_commit(times, error=error)
 
     def set_health(
         self,

@@ -19,6 +19,7 @@ from typing_extensions import Self
 
 from structum_lab.plugins.database import Connection, HealthResult, HealthThresholds
 from structum_lab.plugins.database._acompat import sleep
+from structum_lab.plugins.database._retry import DEFAULT_POLICY
 from structum_lab.plugins.database.base import SyncDatabaseBase
 from structum_lab.plugins.database.interfaces import Params
 from structum_lab.plugins.database.results import BufferedResult
@@ -125,6 +126,12 @@ class MockDatabase(MockMixin, SyncDatabaseBase[MockConnection]):
         url: Shown in ``repr``, errors and health details.
         name: Name of the database (default ``"mock"``).
         health_thresholds: When a slow probe or a full pool counts as DEGRADED.
+        max_waiting: Most callers waiting for a connection; one more fails at once with
+            ``PoolOverloadedError`` (0: no limit).
+        retries: ``run_transaction()``'s default retries (as on the real backends).
+        retry_backoff: Upper bound of its first pause, in seconds (doubling each retry)...
+        retry_max_backoff: ... up to this many seconds.
+        retry_timeout: Seconds after which ``run_transaction()`` starts no more retries.
 
     Example::
 
@@ -148,15 +155,32 @@ class MockDatabase(MockMixin, SyncDatabaseBase[MockConnection]):
         url: str = "mock://",
         name: str | None = None,
         health_thresholds: HealthThresholds | None = None,
+        max_waiting: int = 0,
+        retries: int = DEFAULT_POLICY.retries,
+        retry_backoff: float = DEFAULT_POLICY.backoff,
+        retry_max_backoff: float = DEFAULT_POLICY.max_backoff,
+        retry_timeout: float = DEFAULT_POLICY.timeout,
     ) -> None:
-        super().__init__(url, name=name or "mock", health_thresholds=health_thresholds)
+        super().__init__(
+            url,
+            name=name or "mock",
+            health_thresholds=health_thresholds,
+            max_waiting=max_waiting,
+            retries=retries,
+            retry_backoff=retry_backoff,
+            retry_max_backoff=retry_max_backoff,
+            retry_timeout=retry_timeout,
+        )
         self._setup(script, strict, check_params, pool_size, pool_timeout)
 
     def _begin(self, **options: Any) -> MockConnection:
         error = self._checkout_error()
         if error is not None:
             raise error
-        if not self._pool.acquire(self._pool.timeout):
+        acquired = self._pool.acquire(self._pool.timeout)
+        if acquired == "overloaded":
+            raise self._overloaded_error(self._pool.info())
+        if acquired == "timeout":
             raise self._pool_timeout_error(self._pool.timeout, self._pool.info())
         return MockConnection._from_pool(self, options)
 

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, TypeAlias
 
 from structum_lab.plugins.database import (
+    CommitOutcomeUnknownError,
     DatabaseUnavailableError,
     HealthStatus,
     IntegrityError,
+    PoolOverloadedError,
     PoolTimeoutError,
     QueryError,
     Row,
@@ -57,11 +59,14 @@ class _AnyParams:
 ANY: Final[Any] = _AnyParams()
 """Pass as ``params=`` to match a statement whatever its parameters (the default)."""
 
-FaultKind: TypeAlias = Literal["unavailable", "timeout", "serialization", "integrity"]
+FaultKind: TypeAlias = Literal[
+    "unavailable", "timeout", "serialization", "integrity", "commit_unknown", "overloaded"
+]
 ErrorSpec: TypeAlias = BaseException | type[BaseException] | FaultKind
 """An error to raise: an exception instance (raised as a copy), an exception class (instantiated
 with a realistic message and SQLSTATE), or one of ``"unavailable"``, ``"timeout"``,
-``"serialization"``, ``"integrity"``."""
+``"serialization"``, ``"integrity"``, ``"commit_unknown"`` (:class:`CommitOutcomeUnknownError`),
+``"overloaded"`` (:class:`PoolOverloadedError`)."""
 
 SQLMatcher: TypeAlias = "str | re.Pattern[str]"
 """SQL text (compared after collapsing whitespace and dropping a trailing ``;``) or a compiled
@@ -87,6 +92,17 @@ _FAULTS: dict[str, tuple[type[Exception], str, str | None]] = {
         IntegrityError,
         "duplicate key value violates unique constraint (fault injected by the mock)",
         "23505",
+    ),
+    "commit_unknown": (
+        CommitOutcomeUnknownError,
+        "the connection was lost during COMMIT; the transaction may or may not have been "
+        "committed (fault injected by the mock)",
+        None,
+    ),
+    "overloaded": (
+        PoolOverloadedError,
+        "too many callers already wait for a connection (fault injected by the mock)",
+        None,
     ),
 }
 
@@ -342,7 +358,8 @@ class MockScript:
         self._lock = threading.RLock()
         self._rules: list[MockRule] = []
         self._faults: deque[ErrorSpec] = deque()
-        self._pool_faults = 0
+        self._commit_faults: deque[ErrorSpec] = deque()
+        self._pool_faults: deque[FaultKind] = deque()
         self._health = _HealthPlan()
         self._ids = itertools.count(1)
 
@@ -409,10 +426,30 @@ class MockScript:
         with self._lock:
             self._faults.extend([error] * times)
 
+    def fail_commit(self, times: int = 1, *, error: ErrorSpec = "commit_unknown") -> None:
+        """Make the next ``times`` COMMITs raise ``error``.
+
+        Args:
+            times: How many COMMITs fail.
+            error: ``"commit_unknown"`` (:class:`CommitOutcomeUnknownError`: the connection was
+                lost during COMMIT; the mock records the transaction as committed, the case an
+                application must survive: its changes are there although it saw an error), or
+                any other :data:`ErrorSpec` (``"serialization"``: a serialization failure at
+                COMMIT, recorded as rolled back).
+        """
+        _check_spec(error)
+        with self._lock:
+            self._commit_faults.extend([error] * times)
+
     def exhaust_pool(self, times: int = 1) -> None:
         """Make the next ``times`` connection checkouts raise :class:`PoolTimeoutError`."""
         with self._lock:
-            self._pool_faults += times
+            self._pool_faults.extend(["timeout"] * times)
+
+    def overload_pool(self, times: int = 1) -> None:
+        """Make the next ``times`` checkouts raise :class:`PoolOverloadedError`."""
+        with self._lock:
+            self._pool_faults.extend(["overloaded"] * times)
 
     def set_health(
         self,
@@ -439,7 +476,8 @@ class MockScript:
         with self._lock:
             self._rules.clear()
             self._faults.clear()
-            self._pool_faults = 0
+            self._commit_faults.clear()
+            self._pool_faults.clear()
             self._health = _HealthPlan()
             self.offline = False
             self.queries.clear()
@@ -527,12 +565,13 @@ class MockScript:
             self.transactions.append(tx)
             return tx
 
-    def _take_pool_fault(self) -> bool:
+    def _take_pool_fault(self) -> FaultKind | None:
         with self._lock:
-            if self._pool_faults:
-                self._pool_faults -= 1
-                return True
-            return False
+            return self._pool_faults.popleft() if self._pool_faults else None
+
+    def _take_commit_fault(self) -> BaseException | None:
+        with self._lock:
+            return make_error(self._commit_faults.popleft()) if self._commit_faults else None
 
     def _health_plan(self) -> _HealthPlan:
         return self._health
