@@ -36,10 +36,10 @@ class RetryPolicy:
         timeout: Seconds after the first attempt started beyond which no retry is started.
     """
 
-    retries: int = 20
+    retries: int = 30
     backoff: float = 0.01
-    max_backoff: float = 1.0
-    timeout: float = 10.0
+    max_backoff: float = 0.5
+    timeout: float = 30.0
 
     @classmethod
     def checked(
