@@ -18,13 +18,16 @@ database), so CI is deterministic.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from structum_lab.plugins.database import QueryError
 from structum_lab.plugins.database.params import (
     convert_dollar_numeric,
     convert_for_psycopg,
@@ -330,3 +333,191 @@ def test_placeholders_found_are_exactly_the_generated_ones(dialect: str) -> None
         )
 
     check()
+
+
+# --------------------------------------------------------------------------------------------
+# Differential: the servers give back exactly what the literals spell
+# --------------------------------------------------------------------------------------------
+
+SERVER = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+_ALIAS = st.text(":%()'\"`$#-/*xé?[]E\\ ", min_size=1, max_size=12).map(lambda s: s.strip() or "c")
+
+
+@st.composite
+def server_cases(draw: st.DrawFn, dialect: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``(sql, params, expected row)``: a tricky literal under a tricky alias, a tricky comment,
+    then a placeholder that a misread literal or comment would swallow."""
+    value = draw(literal_values())
+    if dialect == "postgresql" and draw(st.integers(0, 3)) == 0:
+        literal = draw(_pg_dollar_of(value))
+    else:
+        literal = quote_string(value, dialect, draw)
+    alias = draw(_ALIAS)
+    if dialect == "sqlite":
+        alias = alias.replace("]", "") or "c"
+    comment = draw(_comment(dialect)).text
+    name = draw(_NAME)
+    sql = (
+        f"SELECT {literal} AS {quote_identifier(alias, dialect, draw)}, {comment} :{name} AS p_out"
+    )
+    return sql, {name: 7}, {alias: value, "p_out": 7}
+
+
+@st.composite
+def _pg_dollar_of(draw: st.DrawFn, value: str) -> str:
+    for tag in (draw(st.sampled_from(["", "t", "é", "größe", "名"])), "q_9"):
+        delim = f"${tag}$"
+        if (value + delim).find(delim) == len(value):
+            return f"{delim}{value}{delim}"
+    return quote_string(value, "postgresql", draw)
+
+
+def test_sync_backends_return_what_the_literal_spells(
+    sync_backend: Any, backend_url: Callable[[Any], str]
+) -> None:
+    db = sync_backend.make(backend_url(sync_backend))
+
+    @SERVER
+    @given(server_cases(sync_backend.dialect))
+    def check(case: tuple[str, dict[str, Any], dict[str, Any]]) -> None:
+        sql, params, expected = case
+        with db.transaction() as conn:
+            assert conn.execute(sql, params).fetchall() == [expected], sql
+
+    try:
+        check()
+    finally:
+        db.shutdown()
+
+
+def test_async_backends_return_what_the_literal_spells(
+    async_backend: Any, backend_url: Callable[[Any], str]
+) -> None:
+    # Hypothesis drives plain functions: one event loop for the database, one run per example.
+    loop = asyncio.new_event_loop()
+    db = async_backend.make(backend_url(async_backend))
+
+    async def run(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        async with db.transaction() as conn:
+            return await (await conn.execute(sql, params)).fetchall()  # type: ignore[no-any-return]
+
+    @SERVER
+    @given(server_cases(async_backend.dialect))
+    def check(case: tuple[str, dict[str, Any], dict[str, Any]]) -> None:
+        sql, params, expected = case
+        assert loop.run_until_complete(run(sql, params)) == [expected], sql
+
+    try:
+        check()
+    finally:
+        loop.run_until_complete(db.shutdown())
+        loop.close()
+
+
+# Every case the audit of issue 11 measured, on every backend of its dialect: (dialect or None
+# for all, sql, params, expected rows).
+ISSUE_CASES = [
+    (None, "SELECT '%(' AS lit, :id AS id", {"id": 1}, [{"lit": "%(", "id": 1}]),
+    (
+        None,
+        "SELECT '100%' AS pct, '%s' AS s, :id AS id",
+        {"id": 1},
+        [{"pct": "100%", "s": "%s", "id": 1}],
+    ),
+    (None, "SELECT :größe AS g", {"größe": 1}, [{"g": 1}]),
+    ("postgresql", "SELECT /* a /* b */ :x */ :id AS id", {"id": 1}, [{"id": 1}]),
+    ("postgresql", "SELECT name'a\\' AS n, :id AS id", {"id": 1}, [{"n": "a\\", "id": 1}]),
+    (
+        "postgresql",
+        "SELECT $é$ :x '%( $é$ AS d, :id AS id",
+        {"id": 1},
+        [{"d": " :x '%( ", "id": 1}],
+    ),
+    (
+        "postgresql",
+        "SELECT (ARRAY[10, 20, 30])[lo:hi] AS s, :id AS id FROM (SELECT 1 AS lo, 2 AS hi) AS t",
+        {"id": 1},
+        [{"s": [10, 20], "id": 1}],
+    ),
+    (
+        "postgresql",
+        # [:hi] is a placeholder (as in SQLAlchemy's text()): an element; [: :hi] is a slice.
+        "SELECT (ARRAY[10, 20, 30])[:hi] AS e, (ARRAY[10, 20, 30])[: :hi] AS s",
+        {"hi": 2},
+        [{"e": 20, "s": [10, 20]}],
+    ),
+    (
+        "postgresql",
+        "SELECT :id::text AS t, E'it\\'s :x' AS e",
+        {"id": 1},
+        [{"t": "1", "e": "it's :x"}],
+    ),
+    ("mysql", "SELECT 1 AS a # it's :x\n, :id AS id", {"id": 1}, [{"a": 1, "id": 1}]),
+    ("mysql", "SELECT 1 AS a -- it's :x\n, :id AS id", {"id": 1}, [{"a": 1, "id": 1}]),
+    ("mysql", "SELECT 1 AS `a\\`, :id AS id", {"id": 1}, [{"a\\": 1, "id": 1}]),
+    ("mysql", "SELECT 5--:x AS v", {"x": 2}, [{"v": 7}]),
+    ("mysql", "SELECT /*! :id AS id, */ 'it\\'s :x' AS s", {"id": 1}, [{"id": 1, "s": "it's :x"}]),
+    ("sqlite", "SELECT 1 AS [a :b], :id AS id", {"id": 1}, [{"a :b": 1, "id": 1}]),
+]
+
+
+def _issue_cases(dialect: str) -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
+    return [(sql, p, rows) for d, sql, p, rows in ISSUE_CASES if d in (None, dialect)]
+
+
+def test_issue_cases_sync(sync_db: Any, sync_backend: Any) -> None:
+    for sql, params, rows in _issue_cases(sync_backend.dialect):
+        with sync_db.transaction() as conn:
+            assert conn.execute(sql, params).fetchall() == rows, sql
+            if sync_backend.dialect != "sqlite":  # sqlite3 runs only DML in executemany()
+                conn.executemany(sql, [params, params])  # the batch path reads it the same way
+
+
+async def test_issue_cases_async(async_db: Any, async_backend: Any) -> None:
+    for sql, params, rows in _issue_cases(async_backend.dialect):
+        async with async_db.transaction() as conn:
+            assert await (await conn.execute(sql, params)).fetchall() == rows, sql
+            if async_backend.dialect != "sqlite":
+                await conn.executemany(sql, [params, params])
+
+
+def test_missing_parameter_is_a_query_error_naming_it_sync(sync_db: Any) -> None:
+    for call in (
+        lambda conn: conn.execute("SELECT :a AS a, :missing_b AS b", {"a": 1}),
+        lambda conn: conn.executemany("SELECT :a AS a, :missing_b AS b", [{"a": 1}]),
+    ):
+        with pytest.raises(QueryError, match="missing_b"), sync_db.transaction() as conn:
+            call(conn)
+    with sync_db.transaction() as conn:  # the pool keeps working
+        assert conn.execute("SELECT :a AS a", {"a": 1}).fetchall() == [{"a": 1}]
+
+
+async def test_missing_parameter_is_a_query_error_naming_it_async(async_db: Any) -> None:
+    async with async_db.transaction() as conn:
+        with pytest.raises(QueryError, match="missing_b"):
+            await conn.execute("SELECT :a AS a, :missing_b AS b", {"a": 1})
+    async with async_db.transaction() as conn:
+        with pytest.raises(QueryError, match="missing_b"):
+            await conn.executemany("SELECT :a AS a, :missing_b AS b", [{"a": 1}])
+    async with async_db.transaction() as conn:
+        assert await (await conn.execute("SELECT :a AS a", {"a": 1})).fetchall() == [{"a": 1}]
+
+
+def test_psycopg_placeholders_still_pass_through(postgres_server_url: str) -> None:
+    from structum_lab.plugins.database.postgres import PostgresDatabase
+
+    db = PostgresDatabase(postgres_server_url, min_size=1, pool_size=2)
+    try:
+        with db.transaction() as conn:
+            rows = conn.execute("SELECT %(id)s AS id, '100%%' AS pct", {"id": 1}).fetchall()
+            assert rows == [{"id": 1, "pct": "100%"}]
+            rows = conn.execute("SELECT '%(' AS lit, :id AS id", {"id": 1}).fetchall()
+            assert rows == [{"lit": "%(", "id": 1}]
+    finally:
+        db.shutdown()

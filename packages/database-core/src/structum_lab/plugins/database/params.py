@@ -24,8 +24,8 @@ A placeholder is ``:`` followed by a name that starts with a letter or ``_`` and
 letters, digits and ``_`` (Unicode letters included: ``:größe``). As in SQLAlchemy's ``text()``,
 a ``:`` glued to the end of the previous token (a word character, ``$``, ``:``, a closing ``]``,
 ``)`` or quote) is not a placeholder: ``a::int`` and PostgreSQL slices ``arr[lo:hi]`` stay as
-they are (``arr[:hi]`` is a placeholder; for a placeholder after a bound put a space before its
-colon: ``arr[lo :hi]``).
+they are. ``arr[:hi]`` is the element at ``:hi`` (as in ``text()``); a slice with placeholder
+bounds needs a space before each placeholder's colon: ``arr[:lo : :hi]``, ``arr[1: :hi]``.
 
 For the ``pyformat``/``format`` paramstyles every ``%`` of the statement is doubled, wherever it
 is: those drivers run the whole text through ``%`` formatting. Nothing else is changed: apart from

@@ -14,7 +14,11 @@ from typing import Any
 from structum_lab.plugins.database.errors import (
     QueryError,
 )
-from structum_lab.plugins.database.params import convert_dollar_numeric, convert_named
+from structum_lab.plugins.database.params import (
+    convert_dollar_numeric,
+    convert_for_psycopg,
+    convert_named,
+)
 
 __all__ = ["plan_batch", "plan_query", "prepare_query", "reorder"]
 
@@ -36,21 +40,20 @@ def _mapping_entry(sql: str) -> tuple[str, Callable[[Any], Any] | None, bool]:
     ``single`` tells that ``pick`` returns the one value itself, not a tuple. A repeated name
     stays ``%(name)s`` (psycopg sends it as one parameter, so its type is inferred once), and
     psycopg's own ``%(name)s`` SQL passes through untouched (``pick`` is None: send the mapping).
-    Literal ``%`` signs are doubled for psycopg either way.
+    Which one the text is, the PostgreSQL lexer decides from the placeholders outside literals
+    and comments (``convert_for_psycopg``): a ``%(`` inside a literal does not count. Literal
+    ``%`` signs of portable SQL are doubled for psycopg.
     """
     entry = _MAPPING_SQL.get(sql)
     if entry is None:
-        if "%(" in sql:
-            entry = (sql, None, False)
+        converted = convert_named(sql, "format", "postgresql")
+        names = converted.names
+        if not names:
+            entry = (convert_for_psycopg(sql), None, False)
+        elif len(set(names)) == len(names):
+            entry = (converted.sql, itemgetter(*names), len(names) == 1)
         else:
-            converted = convert_named(sql, "format")
-            names = converted.names
-            if names and len(set(names)) == len(names):
-                entry = (converted.sql, itemgetter(*names), len(names) == 1)
-            elif names:
-                entry = (convert_named(sql, "pyformat").sql, None, False)
-            else:
-                entry = (converted.sql, None, False)
+            entry = (convert_named(sql, "pyformat", "postgresql").sql, None, False)
         if len(_MAPPING_SQL) >= _CACHE_LIMIT:
             _MAPPING_SQL.clear()
         _MAPPING_SQL[sql] = entry
@@ -60,7 +63,7 @@ def _mapping_entry(sql: str) -> tuple[str, Callable[[Any], Any] | None, bool]:
 def _mapping_sql(sql: str) -> str:
     """``sql`` for psycopg with the mapping itself (``%(name)s`` placeholders)."""
     query, pick, _ = _mapping_entry(sql)
-    return query if pick is None else convert_named(sql, "pyformat").sql
+    return query if pick is None else convert_named(sql, "pyformat", "postgresql").sql
 
 
 def _picked(
@@ -134,8 +137,8 @@ def plan_batch(sql: Any, params_seq: Iterable[Any]) -> tuple[Any, Iterable[Any]]
     if first is None:
         return None
     batch: Iterable[Any] = chain((first,), rows)
-    if type(sql) is str and isinstance(first, Mapping) and "%(" not in sql:
-        converted = convert_named(sql, "format")
+    if type(sql) is str and isinstance(first, Mapping):
+        converted = convert_named(sql, "format", "postgresql")
         if converted.names:
             return converted.sql, _as_tuples(batch, tuple(str(n) for n in converted.names))
     query, order = plan_query(sql, first)

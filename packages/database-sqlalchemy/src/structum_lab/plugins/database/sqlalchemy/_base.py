@@ -76,6 +76,13 @@ def _thresholds(value: HealthThresholds | Mapping[str, float] | None) -> HealthT
     )
 
 
+def _missing_param(name: object) -> QueryError:
+    return QueryError(
+        f"the statement uses :{name} but the parameters have no value for {name!r}; "
+        "add it to the mapping"
+    )
+
+
 class SQLAlchemyState(DatabaseState):
     """Constructor, engine, pool statistics, parameter handling and error translation.
 
@@ -213,8 +220,10 @@ class SQLAlchemyState(DatabaseState):
         )
         self._admission = threading.Lock()
         self._paramstyle: Any = sync_engine.dialect.paramstyle
-        # MySQL/MariaDB read backslash escapes in every literal (unless NO_BACKSLASH_ESCAPES).
-        self._backslash_escapes = self.dialect_name in ("mysql", "mariadb")
+        if backend in ("mysql", "mariadb") and self._paramstyle == "pyformat":
+            # PyMySQL formats a dict with %: a missing key would be a bare KeyError. With %s and
+            # a tuple arranged here, a missing key is a clear QueryError naming it.
+            self._paramstyle = "format"
         self._acquiring: deque[None] = deque()
 
     def _create_engine(self, url: URL, kwargs: dict[str, Any]) -> Any:
@@ -309,17 +318,22 @@ class SQLAlchemyState(DatabaseState):
     def _prepare(self, sql: str, params: Params) -> tuple[str, Any]:
         """Convert ``:name`` placeholders to the driver's style and arrange ``params``.
 
-        A mapping (or None) means ``:name`` placeholders; a sequence is handed to the driver as
-        is, for its native positional placeholders.
+        A mapping (or None) means ``:name`` placeholders, read by the lexical rules of
+        ``dialect_name``; a sequence is handed to the driver as is, for its native positional
+        placeholders.
+
+        Raises:
+            QueryError: A placeholder has no value, or ``sql`` is not a str.
         """
         if params is None or isinstance(params, Mapping):
-            converted = convert_named(sql, self._paramstyle, self._backslash_escapes)
+            converted = convert_named(sql, self._paramstyle, self.dialect_name)
+            mapping = params or {}
             if converted.positional:
                 try:
-                    return converted.sql, tuple(adapt_params(converted, params or {}))
+                    return converted.sql, tuple(adapt_params(converted, mapping))
                 except KeyError as exc:
-                    raise self._missing_param(exc) from None
-            return converted.sql, (params if isinstance(params, dict) else dict(params or {}))
+                    raise _missing_param(exc.args[0]) from None
+            return converted.sql, (mapping if isinstance(mapping, dict) else dict(mapping))
         if isinstance(params, (str, bytes)):
             raise TypeError("params must be a mapping (for :name) or a sequence, not a string")
         return sql, tuple(params)
@@ -329,22 +343,14 @@ class SQLAlchemyState(DatabaseState):
         if not batch:
             return sql, []
         if all(p is None or isinstance(p, Mapping) for p in batch):
-            converted = convert_named(sql, self._paramstyle, self._backslash_escapes)
-            rows: list[Any]
-            try:
-                if converted.positional:
-                    rows = [tuple(adapt_params(converted, p or {})) for p in batch]
-                else:
-                    rows = [p if isinstance(p, dict) else dict(p or {}) for p in batch]
-            except KeyError as exc:
-                raise self._missing_param(exc) from None
-            return converted.sql, rows
+            converted = convert_named(sql, self._paramstyle, self.dialect_name)
+            if converted.positional:
+                try:
+                    return converted.sql, [tuple(adapt_params(converted, p or {})) for p in batch]
+                except KeyError as exc:
+                    raise _missing_param(exc.args[0]) from None
+            return converted.sql, [p if isinstance(p, dict) else dict(p or {}) for p in batch]
         return sql, [tuple(p) for p in batch if isinstance(p, Sequence)]
-
-    @staticmethod
-    def _missing_param(exc: KeyError) -> QueryError:
-        name = exc.args[0] if exc.args else "?"
-        return QueryError(f"the statement uses :{name} but params has no value for {name!r}")
 
     def _check_options(self, options: dict[str, Any]) -> None:
         """Reject bad ``transaction()`` options before a connection is checked out."""
