@@ -695,3 +695,80 @@ async def test_max_waiting(async_backend: Any, backend_url: Callable[[Any], str]
         assert db.get_pool_info()["checked_out"] == 0
     finally:
         await db.shutdown()
+async def test_single_statement_calls(async_db: Any, table: str) -> None:
+    insert = f"INSERT INTO {table} (name, qty) VALUES (:name, :qty)"
+    assert await async_db.execute(insert, {"name": "alice", "qty": 1}) == 1
+    assert await async_db.execute(insert, {"name": "bob", "qty": 2}) == 1
+    query = f"SELECT name, qty FROM {table} WHERE name = :name"
+    assert await async_db.fetchone(query, {"name": "bob"}) == {"name": "bob", "qty": 2}
+    assert await async_db.fetchone(query, {"name": "nobody"}) is None
+    rows = await async_db.fetchall(f"SELECT name FROM {table} ORDER BY name")
+    assert rows == [{"name": "alice"}, {"name": "bob"}]
+    # a statement without rows fetches as empty, as on a result
+    update = f"UPDATE {table} SET qty = qty + 1 WHERE qty > :q"
+    assert await async_db.fetchone(update, {"q": 0}) is None
+    assert await async_db.fetchall(update, {"q": 0}) == []
+    assert await async_db.execute(f"DELETE FROM {table} WHERE qty > :q", {"q": 3}) == 1
+    assert await _names(async_db, table) == ["alice"]  # each call committed on its own
+
+
+async def test_single_statement_errors_are_mapped_and_leave_the_pool_clean(
+    async_db: Any, table: str
+) -> None:
+    insert = f"INSERT INTO {table} (name) VALUES (:name)"
+    await async_db.execute(insert, {"name": "alice"})
+    with pytest.raises(IntegrityError):
+        await async_db.execute(insert, {"name": "alice"})
+    with pytest.raises(QueryError):
+        await async_db.fetchone("SELEC nothing")
+    assert async_db.get_pool_info()["checked_out"] == 0
+    assert await async_db.fetchone(f"SELECT count(*) AS n FROM {table}") == {"n": 1}
+
+
+async def test_single_statement_inside_a_transaction_joins_it(async_db: Any, table: str) -> None:
+    class Boom(Exception):
+        pass
+
+    async def block() -> None:
+        async with async_db.transaction() as conn:
+            await _insert(conn, table, "inside")
+            # sees the transaction's own uncommitted row: same connection
+            query = f"SELECT name FROM {table} WHERE name = :n"
+            assert await async_db.fetchone(query, {"n": "inside"}) == {"name": "inside"}
+            # a failing call is contained like a nested transaction(): the outer one goes on
+            insert = f"INSERT INTO {table} (name) VALUES (:n)"
+            with pytest.raises(IntegrityError):
+                await async_db.execute(insert, {"n": "inside"})
+            assert await async_db.execute(insert, {"n": "also"}) == 1
+            raise Boom
+
+    with pytest.raises(Boom):
+        await block()
+    assert await _names(async_db, table) == []  # rolled back with the transaction
+
+
+async def test_single_statement_after_shutdown(async_db: Any) -> None:
+    await async_db.shutdown()
+    with pytest.raises(DatabaseClosedError):
+        await async_db.fetchone("SELECT 1 AS one")
+    with pytest.raises(DatabaseClosedError):
+        await async_db.execute("SELECT 1 AS one")
+
+
+async def test_single_statement_calls_leave_no_reference_cycles(async_db: Any, table: str) -> None:
+    async def work() -> None:
+        await async_db.execute(f"INSERT INTO {table} (name) VALUES (:n)", {"n": uuid.uuid4().hex})
+        await async_db.fetchone(f"SELECT * FROM {table} WHERE name <> :n", {"n": "x"})
+        await async_db.fetchall(f"SELECT * FROM {table} WHERE name <> :n", {"n": "x"})
+
+    for _ in range(3):
+        await work()
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(10):
+            await work()
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable == 0

@@ -656,3 +656,82 @@ def test_max_waiting(sync_backend: Any, backend_url: Callable[[Any], str]) -> No
         assert db.get_pool_info()["checked_out"] == 0
     finally:
         db.shutdown()
+
+
+def test_single_statement_calls(sync_db: Any, table: str) -> None:
+    insert = f"INSERT INTO {table} (name, qty) VALUES (:name, :qty)"
+    assert sync_db.execute(insert, {"name": "alice", "qty": 1}) == 1
+    assert sync_db.execute(insert, {"name": "bob", "qty": 2}) == 1
+    query = f"SELECT name, qty FROM {table} WHERE name = :name"
+    assert sync_db.fetchone(query, {"name": "bob"}) == {"name": "bob", "qty": 2}
+    assert sync_db.fetchone(query, {"name": "nobody"}) is None
+    rows = sync_db.fetchall(f"SELECT name FROM {table} ORDER BY name")
+    assert rows == [{"name": "alice"}, {"name": "bob"}]
+    # a statement without rows fetches as empty, as on a result
+    update = f"UPDATE {table} SET qty = qty + 1 WHERE qty > :q"
+    assert sync_db.fetchone(update, {"q": 0}) is None
+    assert sync_db.fetchall(update, {"q": 0}) == []
+    assert sync_db.execute(f"DELETE FROM {table} WHERE qty > :q", {"q": 3}) == 1
+    assert _names(sync_db, table) == ["alice"]  # each call committed on its own
+
+
+def test_single_statement_errors_are_mapped_and_leave_the_pool_clean(
+    sync_db: Any, table: str
+) -> None:
+    insert = f"INSERT INTO {table} (name) VALUES (:name)"
+    sync_db.execute(insert, {"name": "alice"})
+    with pytest.raises(IntegrityError):
+        sync_db.execute(insert, {"name": "alice"})
+    with pytest.raises(QueryError):
+        sync_db.fetchone("SELEC nothing")
+    assert sync_db.get_pool_info()["checked_out"] == 0
+    assert sync_db.fetchone(f"SELECT count(*) AS n FROM {table}") == {"n": 1}
+
+
+def test_single_statement_inside_a_transaction_joins_it(sync_db: Any, table: str) -> None:
+    class Boom(Exception):
+        pass
+
+    def block() -> None:
+        with sync_db.transaction() as conn:
+            _insert(conn, table, "inside")
+            # sees the transaction's own uncommitted row: same connection
+            query = f"SELECT name FROM {table} WHERE name = :n"
+            assert sync_db.fetchone(query, {"n": "inside"}) == {"name": "inside"}
+            # a failing call is contained like a nested transaction(): the outer one goes on
+            insert = f"INSERT INTO {table} (name) VALUES (:n)"
+            with pytest.raises(IntegrityError):
+                sync_db.execute(insert, {"n": "inside"})
+            assert sync_db.execute(insert, {"n": "also"}) == 1
+            raise Boom
+
+    with pytest.raises(Boom):
+        block()
+    assert _names(sync_db, table) == []  # rolled back with the transaction
+
+
+def test_single_statement_after_shutdown(sync_db: Any) -> None:
+    sync_db.shutdown()
+    with pytest.raises(DatabaseClosedError):
+        sync_db.fetchone("SELECT 1 AS one")
+    with pytest.raises(DatabaseClosedError):
+        sync_db.execute("SELECT 1 AS one")
+
+
+def test_single_statement_calls_leave_no_reference_cycles(sync_db: Any, table: str) -> None:
+    def work() -> None:
+        sync_db.execute(f"INSERT INTO {table} (name) VALUES (:n)", {"n": uuid.uuid4().hex})
+        sync_db.fetchone(f"SELECT * FROM {table} WHERE name <> :n", {"n": "x"})
+        sync_db.fetchall(f"SELECT * FROM {table} WHERE name <> :n", {"n": "x"})
+
+    for _ in range(3):
+        work()
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(10):
+            work()
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable == 0

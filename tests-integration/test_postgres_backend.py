@@ -4,12 +4,15 @@ parameter styles, concurrency, transaction options, pipeline mode, pool statisti
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import psycopg
 import pytest
 
 from structum_lab.plugins.database import (
@@ -19,6 +22,7 @@ from structum_lab.plugins.database import (
     StatementTimeoutError,
 )
 from structum_lab.plugins.database.postgres import AsyncPostgresDatabase, PostgresDatabase
+from structum_lab.plugins.database.testing import RoundTripProxy, counting_proxy
 
 
 @pytest.fixture
@@ -516,3 +520,165 @@ def test_echo_logs_statements(postgres_server_url: str, caplog: pytest.LogCaptur
         assert any("SELECT %s::int AS v (1,)" in r.getMessage() for r in caplog.records)
     finally:
         db.shutdown()
+
+
+# -- round trips (counted on the wire, so exact) ------------------------------------------------
+
+
+@pytest.fixture
+def proxy(postgres_server_url: str) -> Iterator[RoundTripProxy]:
+    with counting_proxy(postgres_server_url) as counting:
+        yield counting
+
+
+def _round_trips(proxy: RoundTripProxy, work: Callable[[], object], times: int = 4) -> float:
+    for _ in range(6):  # warm: psycopg prepares a statement on its fifth execution
+        work()
+    before = proxy.round_trips
+    for _ in range(times):
+        work()
+    return (proxy.round_trips - before) / times
+
+
+def test_round_trips_per_call(postgres_server_url: str, proxy: RoundTripProxy) -> None:
+    # check_idle_seconds: a stalled machine must not turn a call into one after idle (+1 ping)
+    db = PostgresDatabase(
+        proxy.url(postgres_server_url), pool_size=1, min_size=1, check_idle_seconds=3600
+    )
+    select = "SELECT :id::int AS id"
+
+    def transaction(**options: Any) -> Callable[[], object]:
+        def work() -> None:
+            with db.transaction(**options) as conn:
+                conn.execute(select, {"id": 1}).fetchone()
+
+        return work
+
+    try:
+        assert _round_trips(proxy, lambda: db.fetchone(select, {"id": 1})) == 1
+        assert _round_trips(proxy, lambda: db.execute("SELECT 1")) == 1
+        assert _round_trips(proxy, transaction()) == 3  # BEGIN, SELECT, COMMIT
+        # the BEGIN (with its options) travels with the first statement
+        assert _round_trips(proxy, transaction(read_only=True)) == 2
+        assert _round_trips(proxy, transaction(isolation_level="SERIALIZABLE", timeout=5)) == 2
+        assert _round_trips(proxy, transaction(pipeline=True)) == 2
+        assert _round_trips(proxy, db.health_check) == 1
+    finally:
+        db.shutdown()
+
+
+async def test_round_trips_per_call_async(postgres_server_url: str, proxy: RoundTripProxy) -> None:
+    db = AsyncPostgresDatabase(
+        proxy.url(postgres_server_url), pool_size=1, min_size=1, check_idle_seconds=3600
+    )
+    select = "SELECT :id::int AS id"
+
+    async def count(work: Callable[[], Awaitable[object]]) -> float:
+        for _ in range(6):
+            await work()
+        before = proxy.round_trips
+        for _ in range(4):
+            await work()
+        return (proxy.round_trips - before) / 4
+
+    async def read_only() -> None:
+        async with db.transaction(read_only=True) as conn:
+            await (await conn.execute(select, {"id": 1})).fetchone()
+
+    try:
+        assert await count(lambda: db.fetchone(select, {"id": 1})) == 1
+        assert await count(read_only) == 2
+    finally:
+        await db.shutdown()
+
+
+# -- a transaction with options: its BEGIN goes with the first statement, whatever it is ---------
+
+
+def test_options_begin_with_any_first_statement(db: PostgresDatabase, table: str) -> None:
+    probe = "SELECT current_setting('transaction_isolation') AS iso"
+    options: dict[str, Any] = {"isolation_level": "REPEATABLE READ", "timeout": 5}
+    # no parameters: the simple protocol, several statements in one string
+    with db.transaction(**options) as conn:
+        result = conn.execute(f"SELECT 1 AS a; {probe}")
+        assert result.fetchone() == {"a": 1}
+        assert conn.execute("SHOW statement_timeout").scalar() == "5s"
+    # parameters: the extended protocol
+    with db.transaction(**options) as conn:
+        row = conn.execute(f"{probe}, :x::int AS x", {"x": 3}).fetchone()
+        assert row == {"iso": "repeatable read", "x": 3}
+    # a savepoint, executemany or raw first
+    with db.transaction(**options) as conn:
+        with conn.savepoint():
+            conn.execute(f"INSERT INTO {table} (id) VALUES (1)")
+        assert conn.execute("SHOW transaction_isolation").scalar() == "repeatable read"
+    with db.transaction(**options) as conn:
+        conn.executemany(f"INSERT INTO {table} (id) VALUES (:id)", [{"id": 2}, {"id": 3}])
+        assert conn.execute("SHOW transaction_isolation").scalar() == "repeatable read"
+    with db.transaction(**options) as conn:
+        conn.raw.execute(f"INSERT INTO {table} (id) VALUES (4)")
+        assert conn.execute("SHOW transaction_isolation").scalar() == "repeatable read"
+    with (
+        pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
+        db.transaction(read_only=True) as conn,
+    ):
+        conn.raw.execute(f"INSERT INTO {table} (id) VALUES (5)")  # raw: psycopg's own errors
+    # every one was a transaction: a failing first statement rolls the whole block back
+    with pytest.raises(IntegrityError), db.transaction(**options) as conn:  # noqa: PT012
+        conn.execute(f"INSERT INTO {table} (id) VALUES (:id)", {"id": 6})
+        conn.execute(f"INSERT INTO {table} (id) VALUES (:id)", {"id": 1})
+    assert _ids(db, table) == [1, 2, 3, 4]
+
+
+def test_options_hold_after_commit_inside(db: PostgresDatabase, table: str) -> None:
+    def commit_then_write() -> None:
+        with db.transaction(read_only=True) as conn:
+            conn.execute("SELECT 1")
+            conn.commit()
+            conn.execute(f"INSERT INTO {table} (id) VALUES (:id)", {"id": 1})  # read-only too
+
+    with pytest.raises(QueryError, match="read-only"):
+        commit_then_write()
+    with db.transaction(read_only=True):
+        pass  # nothing executed: nothing sent
+    with db.transaction() as conn:  # the pooled connection is back to the defaults
+        assert conn.raw.autocommit is False
+        assert conn.execute("SHOW transaction_read_only").scalar() == "off"
+
+
+async def test_options_begin_async_raw_needs_sync(adb: AsyncPostgresDatabase) -> None:
+    async with adb.transaction(read_only=True) as conn:
+        with pytest.raises(DatabaseError, match="sync"):
+            _ = conn.raw
+        await conn.sync()
+        cur = await conn.raw.execute("SHOW transaction_read_only")
+        assert await cur.fetchone() == {"transaction_read_only": "on"}
+
+
+def test_single_statement_runs_outside_a_transaction_block(db: PostgresDatabase) -> None:
+    # autocommit: one implicit transaction per statement, so even what refuses a block runs
+    assert db.fetchone("SHOW transaction_isolation") is not None
+    db.execute("BEGIN")  # left open: rolled back before the connection goes back
+    assert db.fetchone("SELECT now() = statement_timestamp() AS alone") == {"alone": True}
+    with db.transaction() as conn:
+        assert conn.raw.autocommit is False
+
+
+def test_pipelined_transactions_leave_no_reference_cycles(db: PostgresDatabase, table: str) -> None:
+    def work() -> None:
+        with db.transaction(pipeline=True) as conn:
+            conn.execute(f"INSERT INTO {table} (id) VALUES (:id)", {"id": next(ids)})
+            conn.execute(f"SELECT * FROM {table} WHERE id > :id", {"id": 0}).fetchone()
+
+    ids = iter(range(1, 100))
+    for _ in range(3):
+        work()
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(10):
+            work()
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable == 0

@@ -218,6 +218,26 @@ class AsyncDatabaseInterface(ABC):
         ``force_rollback()``; a database without transaction nesting always may.
         """
         return True
+    async def fetchone(self, sql: str, params: Params = None) -> Row | None:
+        """Run one statement as a transaction of its own and return its first row (or None).
+
+        The same as ``transaction()`` around ``conn.execute(sql, params).fetchone()``: the same
+        errors, timeouts and masking. Backends run it faster where they can (one round trip on
+        PostgreSQL); inside a ``transaction()`` of the same thread (or task) it joins that
+        transaction under a SAVEPOINT, like a nested ``transaction()``.
+        """
+        async with self.transaction() as conn:
+            return await (await conn.execute(sql, params)).fetchone()  # type: ignore[no-any-return]
+
+    async def fetchall(self, sql: str, params: Params = None) -> list[Row]:
+        """Run one statement as a transaction of its own and return every row (see fetchone)."""
+        async with self.transaction() as conn:
+            return await (await conn.execute(sql, params)).fetchall()  # type: ignore[no-any-return]
+
+    async def execute(self, sql: str, params: Params = None) -> int:
+        """Run one statement as a transaction of its own; return its rowcount (see fetchone)."""
+        async with self.transaction() as conn:
+            return (await conn.execute(sql, params)).rowcount  # type: ignore[no-any-return]
 
     async def get_connection(self) -> AsyncConnection:
         """Check out a connection; the caller must commit/rollback and ``close()`` it."""

@@ -221,6 +221,27 @@ class DatabaseInterface(ABC):
         """
         return True
 
+    def fetchone(self, sql: str, params: Params = None) -> Row | None:
+        """Run one statement as a transaction of its own and return its first row (or None).
+
+        The same as ``transaction()`` around ``conn.execute(sql, params).fetchone()``: the same
+        errors, timeouts and masking. Backends run it faster where they can (one round trip on
+        PostgreSQL); inside a ``transaction()`` of the same thread (or task) it joins that
+        transaction under a SAVEPOINT, like a nested ``transaction()``.
+        """
+        with self.transaction() as conn:
+            return conn.execute(sql, params).fetchone()  # type: ignore[no-any-return]
+
+    def fetchall(self, sql: str, params: Params = None) -> list[Row]:
+        """Run one statement as a transaction of its own and return every row (see fetchone)."""
+        with self.transaction() as conn:
+            return conn.execute(sql, params).fetchall()  # type: ignore[no-any-return]
+
+    def execute(self, sql: str, params: Params = None) -> int:
+        """Run one statement as a transaction of its own; return its rowcount (see fetchone)."""
+        with self.transaction() as conn:
+            return (conn.execute(sql, params)).rowcount  # type: ignore[no-any-return]
+
     def get_connection(self) -> Connection:
         """Check out a connection; the caller must commit/rollback and ``close()`` it."""
         raise NotImplementedError(

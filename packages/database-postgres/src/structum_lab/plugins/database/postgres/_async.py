@@ -24,7 +24,7 @@ from structum_lab.plugins.database.errors import DatabaseError
 from structum_lab.plugins.database.interfaces import AsyncConnection, AsyncResult, Params, Row
 from structum_lab.plugins.database.results import AsyncBufferedResult
 
-from ._base import IDLE, INERROR, PUBLIC_MODULE, ConnectMonitor, PostgresCommon, logger
+from ._base import IDLE, INERROR, PUBLIC_MODULE, TUPLES_OK, ConnectMonitor, PostgresCommon, logger
 from ._queries import plan_batch, prepare_query
 from ._transactions import TxPlan, is_no_rows, returned_error, savepoint_name, tx_plan
 
@@ -136,8 +136,9 @@ class AsyncPostgresConnection(AsyncConnection):
     _last_result: AsyncPostgresResult | None = None
     _pipeline: AsyncPipeline | None = None
     _pipeline_cm: AbstractAsyncContextManager[AsyncPipeline] | None = None
-    _restore = False  # the transaction changed session settings: reset them on release
-    _begin_sql = b"BEGIN"  # re-issued after commit()/rollback() in a pipeline
+    _autocommit = False  # this transaction switched the connection to autocommit: undo on release
+    _plan: TxPlan | None = None  # the options: their BEGIN opens the next transaction too
+    _pending: TxPlan | None = None  # a BEGIN not sent yet: it travels with the first statement
     _savepoints = 0
 
     def __init__(self, db: AsyncPostgresDatabase, raw: _AsyncRawConnection) -> None:
@@ -146,10 +147,24 @@ class AsyncPostgresConnection(AsyncConnection):
 
     @property
     def raw(self) -> psycopg.AsyncConnection[DictRow]:
-        """The psycopg connection (while this connection is checked out)."""
-        if self._raw is None:
+        """The psycopg connection (while this connection is checked out).
+
+        In a transaction with options, whose ``BEGIN`` waits for the first statement, the async
+        twin needs ``await conn.sync()`` before ``raw`` is used first (a property cannot send
+        the ``BEGIN``); the sync twin sends it here.
+        """
+        raw = self._raw
+        if raw is None:
             raise returned_error()
-        return self._raw
+        if self._pending is not None:
+            if True:  # ASYNC: a property cannot wait for the server
+                raise DatabaseError(
+                    "this transaction has not begun on the server yet (its BEGIN goes with the "
+                    "first statement); await conn.sync() before using conn.raw"
+                )
+            else:
+                self.sync()
+        return raw
 
     @property
     def pipelined(self) -> bool:
@@ -185,13 +200,45 @@ class AsyncPostgresConnection(AsyncConnection):
             db._log_statement(sql, params)
         cur = raw.cursor()
         try:
-            await cur.execute(sql, params)
+            if self._pending is None:
+                await cur.execute(sql, params)
+            else:
+                await self._execute_first(raw, cur, sql, params)
         except psycopg.Error as exc:
             raise db._translate(exc, raw) from exc
         result = self._last_result = AsyncPostgresResult(
             cur, db, None if self._pipeline is None else self
         )
         return result
+
+    async def _execute_first(
+        self,
+        raw: _AsyncRawConnection,
+        cur: psycopg.AsyncCursor[DictRow],
+        sql: Any,
+        params: Any,
+    ) -> None:
+        """The first statement of a transaction with options, with its BEGIN: one round trip."""
+        plan = self._pending
+        assert plan is not None
+        self._pending = None
+        if params is None and isinstance(sql, str):
+            # Without parameters psycopg uses the simple protocol, which takes several
+            # statements (the caller's SQL may itself be several): one message, whose first
+            # results (BEGIN's, SET's) are skipped.
+            await cur.execute(f"{plan.begin_text};\n{sql}", prepare=False)
+            for _ in plan.begin:
+                cur.nextset()
+        elif params is None:  # bytes or a psycopg.sql object: BEGIN on its own
+            await raw.execute(plan.begin_text, prepare=False)
+            await cur.execute(sql)
+        else:
+            # With parameters: the extended protocol, one statement per message; the pipeline
+            # sends them together and waits once.
+            async with raw.pipeline():
+                for statement in plan.begin:
+                    await cur.execute(statement, prepare=False)
+                await cur.execute(sql, params)
 
     async def executemany(self, sql: str, params_seq: Iterable[Params]) -> AsyncResult:
         """Run one statement per parameter set (psycopg batches them in a pipeline)."""
@@ -207,6 +254,8 @@ class AsyncPostgresConnection(AsyncConnection):
             db._log_statement(query, "(executemany)")
         cur = raw.cursor()
         try:
+            if self._pending is not None:
+                await self._start(raw)
             await cur.executemany(query, batch)
         except psycopg.Error as exc:
             raise db._translate(exc, raw) from exc
@@ -216,44 +265,73 @@ class AsyncPostgresConnection(AsyncConnection):
         return result
 
     async def sync(self) -> None:
-        """In a pipelined transaction, send what is queued and wait for every result.
+        """Send what is waiting: a pipeline's queued statements, or a ``BEGIN`` not sent yet.
 
-        Errors of queued statements surface here. Outside a pipeline this does nothing.
+        In a pipelined transaction, errors of queued statements surface here. Otherwise this
+        does nothing.
         """
-        if self._pipeline is None or self._raw is None:
+        raw = self._raw
+        if raw is None:
             return
         try:
-            await self._pipeline.sync()
+            if self._pending is not None:
+                await self._start(raw)
+            if self._pipeline is not None:
+                await self._pipeline.sync()
         except psycopg.Error as exc:
-            raise self._db._translate(exc, self._raw) from exc
+            raise self._db._translate(exc, raw) from exc
+
+    async def _start(self, raw: _AsyncRawConnection) -> None:
+        """Send the pending BEGIN on its own (one round trip)."""
+        plan = self._pending
+        assert plan is not None
+        self._pending = None
+        await raw.execute(plan.begin_text, prepare=False)
+
+    def _checked(self) -> _AsyncRawConnection:
+        raw = self._raw
+        if raw is None:
+            raise returned_error()
+        return raw
 
     async def commit(self) -> None:
-        """Commit; the next statement starts a new transaction.
+        """Commit; the next statement starts a new transaction (with the same options).
 
         Raises:
             CommitOutcomeUnknownError: The connection was lost during COMMIT.
         """
-        raw = self.raw
+        raw = self._checked()
         sent = not (raw.closed or raw.broken)
         try:
             await raw.commit()
         except psycopg.Error as exc:
             raise self._db._translate(exc, raw, committing=sent) from exc
-        if self._pipeline is not None:  # pipelined: the connection is in autocommit mode
-            try:
-                await raw.cursor().execute(self._begin_sql, prepare=False)
-            except psycopg.Error as exc:
-                raise self._db._translate(exc, raw) from exc
+        try:
+            await self._restart(raw)
+        except psycopg.Error as exc:
+            raise self._db._translate(exc, raw) from exc
 
     async def rollback(self) -> None:
         """Roll back the current transaction."""
-        raw = self.raw
+        raw = self._checked()
         try:
             await raw.rollback()
-            if self._pipeline is not None:
-                await raw.cursor().execute(self._begin_sql, prepare=False)
+            await self._restart(raw)
         except psycopg.Error as exc:
             raise self._db._translate(exc, raw) from exc
+
+    async def _restart(self, raw: _AsyncRawConnection) -> None:
+        # A transaction with options runs on an autocommit connection with its own BEGIN: the
+        # next one is queued in a pipeline, or waits for the next statement.
+        plan = self._plan
+        if plan is None:
+            return
+        if self._pipeline is None:
+            self._pending = plan
+            return
+        cur = raw.cursor()
+        for statement in plan.begin:
+            await cur.execute(statement, prepare=False)
 
     async def close(self) -> None:
         """Roll back anything uncommitted and give the connection back (idempotent)."""
@@ -261,7 +339,11 @@ class AsyncPostgresConnection(AsyncConnection):
             await self._db._end(self, commit=False)
 
     async def _command(self, sql: str) -> None:
-        raw = self.raw
+        raw = self._checked()
+        plan = self._pending
+        if plan is not None:  # the transaction's BEGIN goes in the same message
+            self._pending = None
+            sql = f"{plan.begin_text};\n{sql}"
         try:
             await raw.execute(sql, prepare=False)
         except psycopg.Error as exc:
@@ -399,8 +481,16 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             raise self._overloaded_error(self.get_pool_info()) from exc
         except PoolClosed as exc:
             raise self._closed_pool_error() from exc
-        if self._stale(raw):
-            raw = await self._validated(raw)
+        # Validate only a connection idle past the window, or idle since a connection was found
+        # dead (a dead server kills every pooled one). This runs once per transaction: one
+        # clock read and two comparisons.
+        if self.pool_pre_ping:
+            idle_since = raw._structum_idle_since
+            if (
+                idle_since <= self._suspect_before
+                or time.monotonic() - idle_since > self.check_idle_seconds
+            ):
+                raw = await self._validated(raw)
         self._out.add(raw)
         return raw
 
@@ -436,53 +526,45 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             except PoolClosed as exc:
                 raise self._closed_pool_error() from exc
 
-    async def _release(self, conn: AsyncPostgresConnection, raw: _AsyncRawConnection) -> None:
-        try:
-            if conn._restore:
+    async def _release(self, raw: _AsyncRawConnection, autocommit: bool) -> None:
+        """Give ``raw`` back to the pool, in manual-commit mode again if it was switched."""
+        if autocommit:
+            try:
                 await raw.set_autocommit(False)
-                await raw.set_isolation_level(None)
-                await raw.set_read_only(None)
-        except Exception as exc:
-            # A connection whose settings cannot be reset must not serve anyone else.
-            logger.info("closing a connection that could not be reset: %s", exc)
-            await raw.close()
+            except Exception as exc:
+                # A connection that cannot be reset must not serve anyone else.
+                logger.info("closing a connection that could not be reset: %s", exc)
+                await raw.close()
         raw._structum_idle_since = time.monotonic()
         self._out.discard(raw)
         await self._pool.putconn(raw)
 
     # -- AsyncDatabaseBase hooks ------------------------------------------------------------
     async def _begin(self, **options: Any) -> AsyncPostgresConnection:
-        plan = tx_plan(options) if options else None
+        if not options:
+            return AsyncPostgresConnection(self, await self._checkout())
+        plan = tx_plan(options)
         raw = await self._checkout()
         conn = AsyncPostgresConnection(self, raw)
-        if plan is not None:
-            try:
-                await self._apply(conn, raw, plan)
-            except BaseException:
-                await self._end(conn, commit=False)
-                raise
-        return conn
-
-    async def _apply(
-        self, conn: AsyncPostgresConnection, raw: _AsyncRawConnection, plan: TxPlan
-    ) -> None:
-        conn._restore = True
-        if plan.pipeline:
-            # psycopg waits for the result of its own implicit BEGIN in a pipeline; our explicit
-            # BEGIN on an autocommit connection is queued like any other statement instead.
+        try:
+            # The backend sends its own BEGIN (with the options), so that it can travel with the
+            # first statement: psycopg would send its own BEGIN in a round trip of its own.
             await raw.set_autocommit(True)
-            cm = raw.pipeline()
-            conn._pipeline = await cm.__aenter__()
-            conn._pipeline_cm = cm
-            conn._begin_sql = plan.begin_sql
-            await raw.cursor().execute(plan.begin_sql, prepare=False)
-        else:
-            if plan.isolation is not None:
-                await raw.set_isolation_level(plan.isolation)
-            if plan.read_only:
-                await raw.set_read_only(True)
-        if plan.timeout_sql is not None:
-            await conn._command(plan.timeout_sql)
+            conn._autocommit = True
+            conn._plan = plan
+            if plan.pipeline:
+                cm = raw.pipeline()
+                conn._pipeline = await cm.__aenter__()
+                conn._pipeline_cm = cm
+                cur = raw.cursor()
+                for statement in plan.begin:
+                    await cur.execute(statement, prepare=False)
+            else:
+                conn._pending = plan
+        except BaseException:
+            await self._end(conn, commit=False)
+            raise
+        return conn
 
     async def _end(self, conn: AsyncPostgresConnection, *, commit: bool) -> None:
         raw = conn._raw
@@ -505,7 +587,12 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             else:
                 await self._rollback_quietly(raw)
         finally:
-            await self._release(conn, raw)
+            if conn._autocommit:
+                await self._release(raw, True)
+            else:  # ``_release()`` inlined: the common case, once per transaction
+                raw._structum_idle_since = time.monotonic()
+                self._out.discard(raw)
+                await self._pool.putconn(raw)
 
     async def _end_pipeline(
         self, conn: AsyncPostgresConnection, raw: _AsyncRawConnection, *, commit: bool
@@ -551,18 +638,70 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         raw = await self._checkout()
         try:
             await raw.set_autocommit(True)
-            try:
-                await raw.execute("SELECT 1")
-            finally:
-                await raw.set_autocommit(False)
+            await raw.execute("SELECT 1")
         except psycopg.Error as exc:
             raise self._translate(exc, raw) from exc
         finally:
-            raw._structum_idle_since = time.monotonic()
-            self._out.discard(raw)
-            await self._pool.putconn(raw)
+            await self._release(raw, True)
+
+    async def _single(self, sql: Any, params: Any, fetch: int) -> Any:
+        """One statement on an autocommit connection: an implicit transaction, one round trip.
+
+        ``fetch``: 0 the rowcount, 1 the first row, 2 every row.
+        """
+        if self._closed:
+            self._check_open()
+        sql, params = prepare_query(sql, params)
+        if self.echo:
+            self._log_statement(sql, params)
+        raw = await self._checkout()
+        try:
+            await raw.set_autocommit(True)
+            cur = raw.cursor()
+            await cur.execute(sql, params)
+            if fetch == 0:
+                return cur.rowcount
+            result = cur.pgresult
+            if result is None or result.status != TUPLES_OK:
+                return None if fetch == 1 else []  # portable: no rows fetch as empty
+            return await (cur.fetchone() if fetch == 1 else cur.fetchall())
+        except psycopg.Error as exc:
+            raise self._translate(exc, raw) from exc
+        finally:
+            if raw.pgconn.transaction_status != IDLE:  # the statement was a BEGIN
+                await self._rollback_quietly(raw)
+            await self._release(raw, True)
 
     # -- public API --------------------------------------------------------------------------
+    async def fetchone(self, sql: str, params: Params = None) -> Row | None:
+        """Run one statement and return its first row (or None), in one round trip.
+
+        The statement runs on a connection in autocommit mode, so PostgreSQL makes it a
+        transaction of its own; inside a ``transaction()`` of the same thread (or task) it joins
+        that transaction under a SAVEPOINT instead.
+
+        Raises:
+            QueryError: The server rejected the statement (and its subclasses, as for
+                ``conn.execute()``).
+            PoolTimeoutError: No connection became free within ``timeout``.
+            DatabaseUnavailableError: The database cannot be reached.
+        """
+        if self._joinable() is not None:
+            return await super().fetchone(sql, params)
+        return await self._single(sql, params, 1)  # type: ignore[no-any-return]
+
+    async def fetchall(self, sql: str, params: Params = None) -> list[Row]:
+        """Run one statement and return every row, in one round trip (see :meth:`fetchone`)."""
+        if self._joinable() is not None:
+            return await super().fetchall(sql, params)
+        return await self._single(sql, params, 2)  # type: ignore[no-any-return]
+
+    async def execute(self, sql: str, params: Params = None) -> int:
+        """Run one statement and return its rowcount, in one round trip (see :meth:`fetchone`)."""
+        if self._joinable() is not None:
+            return await super().execute(sql, params)
+        return await self._single(sql, params, 0)  # type: ignore[no-any-return]
+
     async def get_connection(self) -> AsyncPostgresConnection:
         """Check out a connection; the caller must ``commit()``/``rollback()`` and ``close()`` it.
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool.base import BasePool
 
@@ -36,6 +36,7 @@ __all__ = [
     "IDLE",
     "INERROR",
     "PUBLIC_MODULE",
+    "TUPLES_OK",
     "ConnectMonitor",
     "PostgresCommon",
     "logger",
@@ -49,6 +50,7 @@ logger = logging.getLogger("structum_lab.plugins.database.postgres")
 
 IDLE = TransactionStatus.IDLE
 INERROR = TransactionStatus.INERROR
+TUPLES_OK = ExecStatus.TUPLES_OK
 
 
 class ConnectMonitor:
@@ -262,20 +264,6 @@ class PostgresCommon(DatabaseState):
         }
 
     # -- checks ------------------------------------------------------------------------------
-    def _stale(self, raw: Any) -> bool:
-        """True when ``raw`` must be validated before use (idle past the window, or suspect).
-
-        Always False with ``pool_pre_ping=False``. The twins' checkouts call this once per
-        transaction, so it is kept to one clock read and two comparisons.
-        """
-        if not self.pool_pre_ping:
-            return False
-        idle_since: float = raw._structum_idle_since
-        return (
-            idle_since <= self._suspect_before
-            or time.monotonic() - idle_since > self.check_idle_seconds
-        )
-
     def _mark_suspect(self) -> None:
         self._suspect_before = time.monotonic()
 

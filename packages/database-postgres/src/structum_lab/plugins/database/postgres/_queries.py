@@ -66,19 +66,6 @@ def _mapping_sql(sql: str) -> str:
     return query if pick is None else convert_named(sql, "pyformat", "postgresql").sql
 
 
-def _picked(
-    sql: str, entry: tuple[str, Callable[[Any], Any] | None, bool], params: Any
-) -> tuple[str, Any]:
-    query, pick, single = entry
-    if pick is None:
-        return query, params
-    try:
-        values = pick(params)
-    except KeyError as exc:
-        raise _missing_key(exc, params, "the parameters have") from None
-    return query, ((values,) if single else values)
-
-
 def _missing_key(exc: KeyError, params: Any, where: str) -> QueryError:
     return QueryError(
         f"the statement uses :{exc.args[0]} but {where} no such key "
@@ -172,11 +159,18 @@ def prepare_query(sql: Any, params: Any) -> tuple[Any, Any]:
     """Return the statement and parameters to hand to psycopg (``params`` may be None)."""
     if type(params) is dict and type(sql) is str:
         # The common case (seed §3: ``:name`` with a dict) on every execute(): one cache lookup.
-        return _picked(sql, _MAPPING_SQL.get(sql) or _mapping_entry(sql), params)
+        query, pick, single = _MAPPING_SQL.get(sql) or _mapping_entry(sql)
+        if pick is None:
+            return query, params
+        try:
+            values = pick(params)
+        except KeyError as exc:
+            raise _missing_key(exc, params, "the parameters have") from None
+        return query, ((values,) if single else values)
     if params is None:
         return sql, None
     if type(sql) is str and isinstance(params, Mapping):
-        return _picked(sql, _mapping_entry(sql), params)
+        return prepare_query(sql, dict(params))  # any other mapping: as a dict
     query, order = plan_query(sql, params)
     if order is not None:
         params = reorder(params, order)

@@ -25,7 +25,7 @@ from structum_lab.plugins.database.base import SyncDatabaseBase
 from structum_lab.plugins.database.interfaces import Connection, Params, Result, Row
 from structum_lab.plugins.database.results import BufferedResult
 
-from ._base import IDLE, INERROR, PUBLIC_MODULE, ConnectMonitor, PostgresCommon, logger
+from ._base import IDLE, INERROR, PUBLIC_MODULE, TUPLES_OK, ConnectMonitor, PostgresCommon, logger
 from ._queries import plan_batch, prepare_query
 from ._transactions import TxPlan, is_no_rows, returned_error, savepoint_name, tx_plan
 
@@ -131,8 +131,9 @@ class PostgresConnection(Connection):
     _last_result: PostgresResult | None = None
     _pipeline: Pipeline | None = None
     _pipeline_cm: AbstractContextManager[Pipeline] | None = None
-    _restore = False  # the transaction changed session settings: reset them on release
-    _begin_sql = b"BEGIN"  # re-issued after commit()/rollback() in a pipeline
+    _autocommit = False  # this transaction switched the connection to autocommit: undo on release
+    _plan: TxPlan | None = None  # the options: their BEGIN opens the next transaction too
+    _pending: TxPlan | None = None  # a BEGIN not sent yet: it travels with the first statement
     _savepoints = 0
 
     def __init__(self, db: PostgresDatabase, raw: _RawConnection) -> None:
@@ -141,10 +142,18 @@ class PostgresConnection(Connection):
 
     @property
     def raw(self) -> psycopg.Connection[DictRow]:
-        """The psycopg connection (while this connection is checked out)."""
-        if self._raw is None:
+        """The psycopg connection (while this connection is checked out).
+
+        In a transaction with options, whose ``BEGIN`` waits for the first statement, the async
+        twin needs ``conn.sync()`` before ``raw`` is used first (a property cannot send
+        the ``BEGIN``); the sync twin sends it here.
+        """
+        raw = self._raw
+        if raw is None:
             raise returned_error()
-        return self._raw
+        if self._pending is not None:
+            self.sync()
+        return raw
 
     @property
     def pipelined(self) -> bool:
@@ -180,13 +189,45 @@ class PostgresConnection(Connection):
             db._log_statement(sql, params)
         cur = raw.cursor()
         try:
-            cur.execute(sql, params)
+            if self._pending is None:
+                cur.execute(sql, params)
+            else:
+                self._execute_first(raw, cur, sql, params)
         except psycopg.Error as exc:
             raise db._translate(exc, raw) from exc
         result = self._last_result = PostgresResult(
             cur, db, None if self._pipeline is None else self
         )
         return result
+
+    def _execute_first(
+        self,
+        raw: _RawConnection,
+        cur: psycopg.Cursor[DictRow],
+        sql: Any,
+        params: Any,
+    ) -> None:
+        """The first statement of a transaction with options, with its BEGIN: one round trip."""
+        plan = self._pending
+        assert plan is not None
+        self._pending = None
+        if params is None and isinstance(sql, str):
+            # Without parameters psycopg uses the simple protocol, which takes several
+            # statements (the caller's SQL may itself be several): one message, whose first
+            # results (BEGIN's, SET's) are skipped.
+            cur.execute(f"{plan.begin_text};\n{sql}", prepare=False)
+            for _ in plan.begin:
+                cur.nextset()
+        elif params is None:  # bytes or a psycopg.sql object: BEGIN on its own
+            raw.execute(plan.begin_text, prepare=False)
+            cur.execute(sql)
+        else:
+            # With parameters: the extended protocol, one statement per message; the pipeline
+            # sends them together and waits once.
+            with raw.pipeline():
+                for statement in plan.begin:
+                    cur.execute(statement, prepare=False)
+                cur.execute(sql, params)
 
     def executemany(self, sql: str, params_seq: Iterable[Params]) -> Result:
         """Run one statement per parameter set (psycopg batches them in a pipeline)."""
@@ -202,6 +243,8 @@ class PostgresConnection(Connection):
             db._log_statement(query, "(executemany)")
         cur = raw.cursor()
         try:
+            if self._pending is not None:
+                self._start(raw)
             cur.executemany(query, batch)
         except psycopg.Error as exc:
             raise db._translate(exc, raw) from exc
@@ -211,44 +254,73 @@ class PostgresConnection(Connection):
         return result
 
     def sync(self) -> None:
-        """In a pipelined transaction, send what is queued and wait for every result.
+        """Send what is waiting: a pipeline's queued statements, or a ``BEGIN`` not sent yet.
 
-        Errors of queued statements surface here. Outside a pipeline this does nothing.
+        In a pipelined transaction, errors of queued statements surface here. Otherwise this
+        does nothing.
         """
-        if self._pipeline is None or self._raw is None:
+        raw = self._raw
+        if raw is None:
             return
         try:
-            self._pipeline.sync()
+            if self._pending is not None:
+                self._start(raw)
+            if self._pipeline is not None:
+                self._pipeline.sync()
         except psycopg.Error as exc:
-            raise self._db._translate(exc, self._raw) from exc
+            raise self._db._translate(exc, raw) from exc
+
+    def _start(self, raw: _RawConnection) -> None:
+        """Send the pending BEGIN on its own (one round trip)."""
+        plan = self._pending
+        assert plan is not None
+        self._pending = None
+        raw.execute(plan.begin_text, prepare=False)
+
+    def _checked(self) -> _RawConnection:
+        raw = self._raw
+        if raw is None:
+            raise returned_error()
+        return raw
 
     def commit(self) -> None:
-        """Commit; the next statement starts a new transaction.
+        """Commit; the next statement starts a new transaction (with the same options).
 
         Raises:
             CommitOutcomeUnknownError: The connection was lost during COMMIT.
         """
-        raw = self.raw
+        raw = self._checked()
         sent = not (raw.closed or raw.broken)
         try:
             raw.commit()
         except psycopg.Error as exc:
             raise self._db._translate(exc, raw, committing=sent) from exc
-        if self._pipeline is not None:  # pipelined: the connection is in autocommit mode
-            try:
-                raw.cursor().execute(self._begin_sql, prepare=False)
-            except psycopg.Error as exc:
-                raise self._db._translate(exc, raw) from exc
+        try:
+            self._restart(raw)
+        except psycopg.Error as exc:
+            raise self._db._translate(exc, raw) from exc
 
     def rollback(self) -> None:
         """Roll back the current transaction."""
-        raw = self.raw
+        raw = self._checked()
         try:
             raw.rollback()
-            if self._pipeline is not None:
-                raw.cursor().execute(self._begin_sql, prepare=False)
+            self._restart(raw)
         except psycopg.Error as exc:
             raise self._db._translate(exc, raw) from exc
+
+    def _restart(self, raw: _RawConnection) -> None:
+        # A transaction with options runs on an autocommit connection with its own BEGIN: the
+        # next one is queued in a pipeline, or waits for the next statement.
+        plan = self._plan
+        if plan is None:
+            return
+        if self._pipeline is None:
+            self._pending = plan
+            return
+        cur = raw.cursor()
+        for statement in plan.begin:
+            cur.execute(statement, prepare=False)
 
     def close(self) -> None:
         """Roll back anything uncommitted and give the connection back (idempotent)."""
@@ -256,7 +328,11 @@ class PostgresConnection(Connection):
             self._db._end(self, commit=False)
 
     def _command(self, sql: str) -> None:
-        raw = self.raw
+        raw = self._checked()
+        plan = self._pending
+        if plan is not None:  # the transaction's BEGIN goes in the same message
+            self._pending = None
+            sql = f"{plan.begin_text};\n{sql}"
         try:
             raw.execute(sql, prepare=False)
         except psycopg.Error as exc:
@@ -391,8 +467,16 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             raise self._overloaded_error(self.get_pool_info()) from exc
         except PoolClosed as exc:
             raise self._closed_pool_error() from exc
-        if self._stale(raw):
-            raw = self._validated(raw)
+        # Validate only a connection idle past the window, or idle since a connection was found
+        # dead (a dead server kills every pooled one). This runs once per transaction: one
+        # clock read and two comparisons.
+        if self.pool_pre_ping:
+            idle_since = raw._structum_idle_since
+            if (
+                idle_since <= self._suspect_before
+                or time.monotonic() - idle_since > self.check_idle_seconds
+            ):
+                raw = self._validated(raw)
         self._out.add(raw)
         return raw
 
@@ -428,51 +512,45 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             except PoolClosed as exc:
                 raise self._closed_pool_error() from exc
 
-    def _release(self, conn: PostgresConnection, raw: _RawConnection) -> None:
-        try:
-            if conn._restore:
+    def _release(self, raw: _RawConnection, autocommit: bool) -> None:
+        """Give ``raw`` back to the pool, in manual-commit mode again if it was switched."""
+        if autocommit:
+            try:
                 raw.set_autocommit(False)
-                raw.set_isolation_level(None)
-                raw.set_read_only(None)
-        except Exception as exc:
-            # A connection whose settings cannot be reset must not serve anyone else.
-            logger.info("closing a connection that could not be reset: %s", exc)
-            raw.close()
+            except Exception as exc:
+                # A connection that cannot be reset must not serve anyone else.
+                logger.info("closing a connection that could not be reset: %s", exc)
+                raw.close()
         raw._structum_idle_since = time.monotonic()
         self._out.discard(raw)
         self._pool.putconn(raw)
 
     # -- SyncDatabaseBase hooks ------------------------------------------------------------
     def _begin(self, **options: Any) -> PostgresConnection:
-        plan = tx_plan(options) if options else None
+        if not options:
+            return PostgresConnection(self, self._checkout())
+        plan = tx_plan(options)
         raw = self._checkout()
         conn = PostgresConnection(self, raw)
-        if plan is not None:
-            try:
-                self._apply(conn, raw, plan)
-            except BaseException:
-                self._end(conn, commit=False)
-                raise
-        return conn
-
-    def _apply(self, conn: PostgresConnection, raw: _RawConnection, plan: TxPlan) -> None:
-        conn._restore = True
-        if plan.pipeline:
-            # psycopg waits for the result of its own implicit BEGIN in a pipeline; our explicit
-            # BEGIN on an autocommit connection is queued like any other statement instead.
+        try:
+            # The backend sends its own BEGIN (with the options), so that it can travel with the
+            # first statement: psycopg would send its own BEGIN in a round trip of its own.
             raw.set_autocommit(True)
-            cm = raw.pipeline()
-            conn._pipeline = cm.__enter__()
-            conn._pipeline_cm = cm
-            conn._begin_sql = plan.begin_sql
-            raw.cursor().execute(plan.begin_sql, prepare=False)
-        else:
-            if plan.isolation is not None:
-                raw.set_isolation_level(plan.isolation)
-            if plan.read_only:
-                raw.set_read_only(True)
-        if plan.timeout_sql is not None:
-            conn._command(plan.timeout_sql)
+            conn._autocommit = True
+            conn._plan = plan
+            if plan.pipeline:
+                cm = raw.pipeline()
+                conn._pipeline = cm.__enter__()
+                conn._pipeline_cm = cm
+                cur = raw.cursor()
+                for statement in plan.begin:
+                    cur.execute(statement, prepare=False)
+            else:
+                conn._pending = plan
+        except BaseException:
+            self._end(conn, commit=False)
+            raise
+        return conn
 
     def _end(self, conn: PostgresConnection, *, commit: bool) -> None:
         raw = conn._raw
@@ -495,7 +573,12 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             else:
                 self._rollback_quietly(raw)
         finally:
-            self._release(conn, raw)
+            if conn._autocommit:
+                self._release(raw, True)
+            else:  # ``_release()`` inlined: the common case, once per transaction
+                raw._structum_idle_since = time.monotonic()
+                self._out.discard(raw)
+                self._pool.putconn(raw)
 
     def _end_pipeline(self, conn: PostgresConnection, raw: _RawConnection, *, commit: bool) -> None:
         cm = conn._pipeline_cm
@@ -539,18 +622,70 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         raw = self._checkout()
         try:
             raw.set_autocommit(True)
-            try:
-                raw.execute("SELECT 1")
-            finally:
-                raw.set_autocommit(False)
+            raw.execute("SELECT 1")
         except psycopg.Error as exc:
             raise self._translate(exc, raw) from exc
         finally:
-            raw._structum_idle_since = time.monotonic()
-            self._out.discard(raw)
-            self._pool.putconn(raw)
+            self._release(raw, True)
+
+    def _single(self, sql: Any, params: Any, fetch: int) -> Any:
+        """One statement on an autocommit connection: an implicit transaction, one round trip.
+
+        ``fetch``: 0 the rowcount, 1 the first row, 2 every row.
+        """
+        if self._closed:
+            self._check_open()
+        sql, params = prepare_query(sql, params)
+        if self.echo:
+            self._log_statement(sql, params)
+        raw = self._checkout()
+        try:
+            raw.set_autocommit(True)
+            cur = raw.cursor()
+            cur.execute(sql, params)
+            if fetch == 0:
+                return cur.rowcount
+            result = cur.pgresult
+            if result is None or result.status != TUPLES_OK:
+                return None if fetch == 1 else []  # portable: no rows fetch as empty
+            return cur.fetchone() if fetch == 1 else cur.fetchall()
+        except psycopg.Error as exc:
+            raise self._translate(exc, raw) from exc
+        finally:
+            if raw.pgconn.transaction_status != IDLE:  # the statement was a BEGIN
+                self._rollback_quietly(raw)
+            self._release(raw, True)
 
     # -- public API --------------------------------------------------------------------------
+    def fetchone(self, sql: str, params: Params = None) -> Row | None:
+        """Run one statement and return its first row (or None), in one round trip.
+
+        The statement runs on a connection in autocommit mode, so PostgreSQL makes it a
+        transaction of its own; inside a ``transaction()`` of the same thread (or task) it joins
+        that transaction under a SAVEPOINT instead.
+
+        Raises:
+            QueryError: The server rejected the statement (and its subclasses, as for
+                ``conn.execute()``).
+            PoolTimeoutError: No connection became free within ``timeout``.
+            DatabaseUnavailableError: The database cannot be reached.
+        """
+        if self._joinable() is not None:
+            return super().fetchone(sql, params)
+        return self._single(sql, params, 1)  # type: ignore[no-any-return]
+
+    def fetchall(self, sql: str, params: Params = None) -> list[Row]:
+        """Run one statement and return every row, in one round trip (see :meth:`fetchone`)."""
+        if self._joinable() is not None:
+            return super().fetchall(sql, params)
+        return self._single(sql, params, 2)  # type: ignore[no-any-return]
+
+    def execute(self, sql: str, params: Params = None) -> int:
+        """Run one statement and return its rowcount, in one round trip (see :meth:`fetchone`)."""
+        if self._joinable() is not None:
+            return super().execute(sql, params)
+        return self._single(sql, params, 0)  # type: ignore[no-any-return]
+
     def get_connection(self) -> PostgresConnection:
         """Check out a connection; the caller must ``commit()``/``rollback()`` and ``close()`` it.
 

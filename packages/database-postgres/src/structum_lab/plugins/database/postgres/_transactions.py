@@ -26,22 +26,29 @@ _TX_OPTIONS = ("isolation_level", "read_only", "timeout", "pipeline")
 
 
 class TxPlan(NamedTuple):
-    """What ``transaction(**options)`` asks of a fresh connection."""
+    """What ``transaction(**options)`` asks of a fresh connection.
+
+    ``begin`` is the statements that open such a transaction: ``BEGIN`` with the isolation level
+    and access mode, then ``SET LOCAL statement_timeout`` for a timeout. They are sent by the
+    backend itself on an autocommit connection, so that they can travel with the first statement
+    (psycopg would send its own ``BEGIN`` in a round trip of its own).
+    """
 
     isolation: IsolationLevel | None
     read_only: bool
     timeout_sql: str | None
     pipeline: bool
+    begin: tuple[bytes, ...]
 
     @property
     def begin_sql(self) -> bytes:
-        """The explicit BEGIN of a pipelined transaction (options included)."""
-        sql = "BEGIN"
-        if self.isolation is not None:
-            sql += " ISOLATION LEVEL " + self.isolation.name.replace("_", " ")
-        if self.read_only:
-            sql += " READ ONLY"
-        return sql.encode()
+        """The ``BEGIN`` statement itself (options included)."""
+        return self.begin[0]
+
+    @property
+    def begin_text(self) -> str:
+        """Every statement of :attr:`begin` as one simple-protocol string."""
+        return ";\n".join(b.decode() for b in self.begin)
 
 
 def _isolation(value: Any) -> IsolationLevel | None:
@@ -55,13 +62,35 @@ def _isolation(value: Any) -> IsolationLevel | None:
         raise ValueError(f"unknown isolation_level {value!r}; use one of {allowed}") from None
 
 
+# Plans by their options: a service uses a handful of option sets, so after the first
+# transaction of each, ``tx_plan`` is one dictionary lookup.
+_PLANS: dict[tuple[Any, ...], TxPlan] = {}
+_PLAN_LIMIT = 256
+
+
 def tx_plan(options: Mapping[str, Any]) -> TxPlan:
-    """Check ``transaction()`` options before any connection is checked out.
+    """Check ``transaction()`` options before any connection is checked out (cached).
 
     Raises:
         TypeError: An option this backend does not know.
         ValueError: A value out of range (an unknown isolation level, a timeout <= 0).
     """
+    # The timeout's type is part of the key: True == 1, but timeout=True is refused.
+    key = (*options.items(), type(options.get("timeout")))
+    try:
+        plan = _PLANS.get(key)
+    except TypeError:  # an unhashable value: checked (and refused or planned) below
+        plan, key = None, ()
+    if plan is None:
+        plan = _plan(options)
+        if key:
+            if len(_PLANS) >= _PLAN_LIMIT:
+                _PLANS.clear()
+            _PLANS[key] = plan
+    return plan
+
+
+def _plan(options: Mapping[str, Any]) -> TxPlan:
     unknown = set(options) - set(_TX_OPTIONS)
     if unknown:
         raise TypeError(
@@ -74,11 +103,20 @@ def tx_plan(options: Mapping[str, Any]) -> TxPlan:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
         timeout_sql = f"SET LOCAL statement_timeout = {max(1, round(timeout * 1000))}"
+    isolation = _isolation(options.get("isolation_level"))
+    read_only = bool(options.get("read_only"))
+    begin = "BEGIN"
+    if isolation is not None:
+        begin += " ISOLATION LEVEL " + isolation.name.replace("_", " ")
+    if read_only:
+        begin += " READ ONLY"
+    statements = (begin,) if timeout_sql is None else (begin, timeout_sql)
     return TxPlan(
-        _isolation(options.get("isolation_level")),
-        bool(options.get("read_only")),
+        isolation,
+        read_only,
         timeout_sql,
         bool(options.get("pipeline")),
+        tuple(s.encode() for s in statements),
     )
 
 

@@ -7,6 +7,8 @@
 - :func:`provision_postgres` / :func:`provision_mysql`, :class:`LocalPostgresCluster` and
   :class:`LocalMariaDBServer`: find (a URL, the standard local service) or start (a throwaway
   server) a PostgreSQL or MariaDB/MySQL server.
+- :class:`RoundTripProxy` / :func:`counting_proxy`: a loopback TCP proxy that counts the round
+  trips a client makes to a server (deterministic: for tests and benchmarks of wire efficiency).
 - The pytest plugin (``pytest_plugin``, registered as ``structum_database``) turns these into
   fixtures: ``mock_db``, ``async_mock_db``, ``postgres_url``, ``mysql_url``, the backend
   databases and their isolated variants. See the package README.
@@ -44,6 +46,7 @@ from .script import (
     MockTransaction,
     QueryRecord,
 )
+from .wire import RoundTripProxy, counting_proxy
 
 __all__ = [
     "ANY",
@@ -66,10 +69,12 @@ __all__ = [
     "ProvisionedPostgres",
     "ProvisionedServer",
     "QueryRecord",
+    "RoundTripProxy",
     "ServerUnavailable",
     "__version__",
     "async_isolated",
     "checked_out",
+    "counting_proxy",
     "docker_status",
     "find_mariadb_binaries",
     "find_postgres_bindir",
