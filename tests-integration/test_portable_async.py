@@ -695,6 +695,8 @@ async def test_max_waiting(async_backend: Any, backend_url: Callable[[Any], str]
         assert db.get_pool_info()["checked_out"] == 0
     finally:
         await db.shutdown()
+
+
 async def test_single_statement_calls(async_db: Any, table: str) -> None:
     insert = f"INSERT INTO {table} (name, qty) VALUES (:name, :qty)"
     assert await async_db.execute(insert, {"name": "alice", "qty": 1}) == 1

@@ -218,6 +218,7 @@ class AsyncDatabaseInterface(ABC):
         ``force_rollback()``; a database without transaction nesting always may.
         """
         return True
+
     async def fetchone(self, sql: str, params: Params = None) -> Row | None:
         """Run one statement as a transaction of its own and return its first row (or None).
 
