@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import functools
 import gc
+import inspect
 import random
 import time
 import uuid
@@ -774,3 +775,100 @@ async def test_single_statement_calls_leave_no_reference_cycles(async_db: Any, t
     finally:
         gc.enable()
     assert unreachable == 0
+
+
+# -- per-connection setup (configure=) -------------------------------------------------------
+# A session setting per dialect: the statement configure runs, the query reading it back, and
+# the value it must read (search_path and ROLE-style settings are the real uses).
+_SETUP = {
+    "postgresql": (
+        "SET search_path TO structum_setup, public",
+        "SELECT current_setting('search_path') AS v",
+        "structum_setup, public",
+    ),
+    "mysql": ("SET @structum_setup = 'configured'", "SELECT @structum_setup AS v", "configured"),
+    "sqlite": ("PRAGMA cache_size = -4321", "PRAGMA cache_size", -4321),
+}
+
+
+async def _run_on_driver(raw: Any, sql: str) -> None:
+    """Run ``sql`` on a driver connection through its cursor (every driver has one)."""
+    cur = raw.cursor()
+    if True:  # ASYNC: aiomysql and aiosqlite make their cursors with a coroutine
+        if inspect.isawaitable(cur):
+            cur = await cur
+    await cur.execute(sql)
+    await cur.close()
+
+
+async def _setting(conn: Any, query: str) -> Any:
+    row = await (await conn.execute(query)).fetchone()
+    assert row is not None
+    return next(iter(row.values()))
+
+
+async def _select_one(db: Any) -> None:
+    async with db.transaction() as conn:
+        assert await _setting(conn, "SELECT 1 AS v") == 1
+
+
+async def test_configure_sets_up_every_new_connection(
+    async_backend: Any, backend_url: Callable[[Any], str]
+) -> None:
+    statement, query, expected = _SETUP[async_backend.dialect]
+    configured: list[Any] = []
+
+    async def configure(raw: Any) -> None:
+        configured.append(raw)
+        await _run_on_driver(raw, statement)
+
+    db = async_backend.make(backend_url(async_backend), pool_size=2, configure=configure)
+    try:
+        first = await db.get_connection()
+        second = await db.get_connection()  # a second physical connection
+        try:
+            assert await _setting(first, query) == expected
+            assert await _setting(second, query) == expected
+            await first.rollback()  # what configure set was committed: a rollback keeps it
+            assert await _setting(first, query) == expected
+        finally:
+            await first.close()
+            await second.close()
+        async with db.transaction() as conn:
+            assert await _setting(conn, query) == expected
+        assert len(configured) == 2, "configure runs once per physical connection"
+        assert db.get_pool_info()["checked_out"] == 0
+    finally:
+        await db.shutdown()
+
+
+async def test_failing_configure_discards_the_connection_until_fixed(
+    async_backend: Any, backend_url: Callable[[Any], str]
+) -> None:
+    broken = [True]
+
+    def configure(raw: Any) -> None:  # a plain function: both twins take one
+        if broken[0]:
+            raise RuntimeError("setup exploded")
+
+    db = async_backend.make(
+        backend_url(async_backend), pool_size=1, timeout=1.0, configure=configure
+    )
+    try:
+        with pytest.raises(DatabaseUnavailableError, match=r"configure=.*failed.*setup exploded"):
+            await _select_one(db)
+        assert db.get_pool_info()["checked_out"] == 0
+        broken[0] = False
+        # psycopg_pool retries a failed connect in the background with a backoff (1 s, 2 s,
+        # 4 s...); SQLAlchemy connects on the next checkout. Either way the pool recovers.
+        for _attempt in range(20):
+            try:
+                await _select_one(db)
+                break
+            except DatabaseUnavailableError:
+                continue
+        else:
+            pytest.fail("the pool did not recover after configure was fixed")
+        assert db.get_pool_info()["checked_out"] == 0
+    finally:
+        await db.shutdown()

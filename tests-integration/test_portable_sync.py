@@ -735,3 +735,95 @@ def test_single_statement_calls_leave_no_reference_cycles(sync_db: Any, table: s
     finally:
         gc.enable()
     assert unreachable == 0
+
+
+# -- per-connection setup (configure=) -------------------------------------------------------
+# A session setting per dialect: the statement configure runs, the query reading it back, and
+# the value it must read (search_path and ROLE-style settings are the real uses).
+_SETUP = {
+    "postgresql": (
+        "SET search_path TO structum_setup, public",
+        "SELECT current_setting('search_path') AS v",
+        "structum_setup, public",
+    ),
+    "mysql": ("SET @structum_setup = 'configured'", "SELECT @structum_setup AS v", "configured"),
+    "sqlite": ("PRAGMA cache_size = -4321", "PRAGMA cache_size", -4321),
+}
+
+
+def _run_on_driver(raw: Any, sql: str) -> None:
+    """Run ``sql`` on a driver connection through its cursor (every driver has one)."""
+    cur = raw.cursor()
+    cur.execute(sql)
+    cur.close()
+
+
+def _setting(conn: Any, query: str) -> Any:
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return next(iter(row.values()))
+
+
+def _select_one(db: Any) -> None:
+    with db.transaction() as conn:
+        assert _setting(conn, "SELECT 1 AS v") == 1
+
+
+def test_configure_sets_up_every_new_connection(
+    sync_backend: Any, backend_url: Callable[[Any], str]
+) -> None:
+    statement, query, expected = _SETUP[sync_backend.dialect]
+    configured: list[Any] = []
+
+    def configure(raw: Any) -> None:
+        configured.append(raw)
+        _run_on_driver(raw, statement)
+
+    db = sync_backend.make(backend_url(sync_backend), pool_size=2, configure=configure)
+    try:
+        first = db.get_connection()
+        second = db.get_connection()  # a second physical connection
+        try:
+            assert _setting(first, query) == expected
+            assert _setting(second, query) == expected
+            first.rollback()  # what configure set was committed: a rollback keeps it
+            assert _setting(first, query) == expected
+        finally:
+            first.close()
+            second.close()
+        with db.transaction() as conn:
+            assert _setting(conn, query) == expected
+        assert len(configured) == 2, "configure runs once per physical connection"
+        assert db.get_pool_info()["checked_out"] == 0
+    finally:
+        db.shutdown()
+
+
+def test_failing_configure_discards_the_connection_until_fixed(
+    sync_backend: Any, backend_url: Callable[[Any], str]
+) -> None:
+    broken = [True]
+
+    def configure(raw: Any) -> None:  # a plain function: both twins take one
+        if broken[0]:
+            raise RuntimeError("setup exploded")
+
+    db = sync_backend.make(backend_url(sync_backend), pool_size=1, timeout=1.0, configure=configure)
+    try:
+        with pytest.raises(DatabaseUnavailableError, match=r"configure=.*failed.*setup exploded"):
+            _select_one(db)
+        assert db.get_pool_info()["checked_out"] == 0
+        broken[0] = False
+        # psycopg_pool retries a failed connect in the background with a backoff (1 s, 2 s,
+        # 4 s...); SQLAlchemy connects on the next checkout. Either way the pool recovers.
+        for _attempt in range(20):
+            try:
+                _select_one(db)
+                break
+            except DatabaseUnavailableError:
+                continue
+        else:
+            pytest.fail("the pool did not recover after configure was fixed")
+        assert db.get_pool_info()["checked_out"] == 0
+    finally:
+        db.shutdown()

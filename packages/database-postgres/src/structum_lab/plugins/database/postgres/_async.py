@@ -10,21 +10,34 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from inspect import isawaitable
 from types import TracebackType
 from typing import Any, ClassVar, cast
 
 import psycopg
 from psycopg import AsyncPipeline
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 from typing_extensions import Self
 
+from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetupError
 from structum_lab.plugins.database.base import AsyncDatabaseBase
 from structum_lab.plugins.database.errors import DatabaseError
 from structum_lab.plugins.database.interfaces import AsyncConnection, AsyncResult, Params, Row
 from structum_lab.plugins.database.results import AsyncBufferedResult
+from structum_lab.plugins.database.secrets import scrub_exception
 
-from ._base import IDLE, INERROR, PUBLIC_MODULE, TUPLES_OK, ConnectMonitor, PostgresCommon, logger
+from ._base import (
+    IDLE,
+    INERROR,
+    INTRANS,
+    PUBLIC_MODULE,
+    TUPLES_OK,
+    ConnectMonitor,
+    PostgresCommon,
+    logger,
+)
 from ._queries import plan_batch, prepare_query
 from ._transactions import TxPlan, is_no_rows, returned_error, savepoint_name, tx_plan
 
@@ -32,21 +45,77 @@ __all__ = ["AsyncPostgresConnection", "AsyncPostgresDatabase", "AsyncPostgresRes
 
 
 class _AsyncRawConnection(psycopg.AsyncConnection[DictRow]):
-    """psycopg's connection, remembering when it was last given back and reporting connects."""
+    """psycopg's connection, remembering when it was last given back and reporting connects.
+
+    Its ``connect`` is where psycopg_pool opens every physical connection, so the per-connection
+    hooks run here: the password callable just before connecting (the value lives in this call's
+    keyword arguments only), ``configure`` just after, before the pool can hand the connection
+    out. Running ``configure`` here rather than as psycopg_pool's ``configure`` argument lets a
+    failing setup close its connection and be reported like a failed connect (the monitor turns
+    the caller's wait into ``DatabaseUnavailableError`` naming the setup).
+    """
 
     _structum_idle_since: float = 0.0
     _structum_monitor: ClassVar[ConnectMonitor]
+    _structum_hooks: ClassVar[ConnectionHooks]
 
     @classmethod
     async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+        hooks = cls._structum_hooks
         try:
-            conn = await super().connect(conninfo, **kwargs)
+            if hooks.password is not None:
+                kwargs["password"] = await cls._structum_password(hooks)
+            try:
+                conn = await super().connect(conninfo, **kwargs)
+            except Exception as exc:
+                if hooks.password is not None:
+                    scrub_exception(exc, (kwargs["password"],))
+                raise
+            finally:
+                kwargs.pop("password", None)  # not kept beyond this attempt
+            if hooks.configure is not None:
+                await cls._structum_configure(conn, hooks)
         except Exception as exc:
             cls._structum_monitor.failed(exc)
             raise
         cls._structum_monitor.ok()
         conn._structum_idle_since = time.monotonic()
         return conn
+
+    @staticmethod
+    async def _structum_password(hooks: ConnectionHooks) -> str:
+        assert hooks.password is not None
+        try:
+            value = hooks.password()
+            if True:  # ASYNC: the async twin accepts a coroutine function too
+                if isawaitable(value):
+                    value = await value
+        except Exception as exc:
+            raise hooks.password_failed(exc) from exc
+        return hooks.checked_password(value)
+
+    @staticmethod
+    async def _structum_configure(conn: _AsyncRawConnection, hooks: ConnectionHooks) -> None:
+        assert hooks.configure is not None
+        try:
+            result = hooks.configure(conn)
+            if True:  # ASYNC: the async twin awaits an async configure
+                if isawaitable(result):
+                    await result
+            else:
+                hooks.checked_setup_result(result)
+            status = conn.pgconn.transaction_status
+            if status == INTRANS:
+                # The setup ran statements (SET search_path): keep their effect for the session.
+                await conn.commit()
+            elif status != IDLE:
+                raise ConnectionSetupError(
+                    f"configure left the connection {TransactionStatus(status).name}; "
+                    "commit or roll back what it started"
+                )
+        except Exception as exc:
+            await conn.close()
+            raise hooks.setup_failed(exc) from exc
 
 
 class AsyncPostgresResult(AsyncResult):
@@ -424,9 +493,19 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         retry_backoff: Upper bound of its first pause in seconds (doubling each retry)...
         retry_max_backoff: ... up to this; each pause is random below the bound.
         retry_timeout: Seconds after which ``run_transaction()`` starts no more retries.
+        configure: Called with each new psycopg connection before the pool hands it out
+            (type adapters, ``SET search_path``, ``SET ROLE``), or its import path
+            (``"myapp.db:setup"``); the async twin awaits a coroutine function. Statements it
+            runs are committed. If it raises, the connection is closed and callers get
+            ``DatabaseUnavailableError`` saying the setup failed.
+        password: The password (instead of one in the URL), or a callable returning it for each
+            new connection (rotating tokens; the async twin also awaits a coroutine function).
+            The value is used for that connect only and masked in errors.
     """
 
     __module__ = PUBLIC_MODULE
+    if True:  # ASYNC: the sync twin keeps PostgresCommon's False
+        _is_async = True
 
     _pool: AsyncConnectionPool[_AsyncRawConnection]
 
@@ -436,7 +515,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             type(
                 "AsyncPostgresRawConnection",
                 (_AsyncRawConnection,),
-                {"_structum_monitor": self._monitor},
+                {"_structum_monitor": self._monitor, "_structum_hooks": self._hooks},
             ),
         )
         if True:  # ASYNC: psycopg_pool deprecates opening an async pool in its constructor

@@ -21,6 +21,7 @@ from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool.base import BasePool
 
+from structum_lab.plugins.database._hooks import ConfigureHook, ConnectionHooks, PasswordSource
 from structum_lab.plugins.database._retry import DEFAULT_POLICY
 from structum_lab.plugins.database.base import DatabaseState
 from structum_lab.plugins.database.errors import (
@@ -35,6 +36,7 @@ from structum_lab.plugins.database.secrets import mask_url, redact
 __all__ = [
     "IDLE",
     "INERROR",
+    "INTRANS",
     "PUBLIC_MODULE",
     "TUPLES_OK",
     "ConnectMonitor",
@@ -51,6 +53,7 @@ logger = logging.getLogger("structum_lab.plugins.database.postgres")
 IDLE = TransactionStatus.IDLE
 INERROR = TransactionStatus.INERROR
 TUPLES_OK = ExecStatus.TUPLES_OK
+INTRANS = TransactionStatus.INTRANS
 
 
 class ConnectMonitor:
@@ -121,6 +124,7 @@ class PostgresCommon(DatabaseState):
     }
 
     _pool: BasePool
+    _is_async: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -150,9 +154,20 @@ class PostgresCommon(DatabaseState):
         retry_backoff: float = DEFAULT_POLICY.backoff,
         retry_max_backoff: float = DEFAULT_POLICY.max_backoff,
         retry_timeout: float = DEFAULT_POLICY.timeout,
+        configure: ConfigureHook | str | None = None,
+        password: PasswordSource | None = None,
     ) -> None:
         owner = type(self).__name__
         conninfo, url_params = normalize_url(url, owner)
+        if password is not None and "password" in url_params:
+            raise ConfigurationError(
+                f"{owner}: the URL has a password and password= is given too; keep it in one "
+                "place (remove it from the URL to use password=)",
+                key="password",
+            )
+        self._hooks = ConnectionHooks(
+            configure=configure, password=password, owner=owner, is_async=self._is_async
+        )
         if isinstance(health_thresholds, Mapping):
             health_thresholds = HealthThresholds(**health_thresholds)
         super().__init__(
@@ -220,6 +235,9 @@ class PostgresCommon(DatabaseState):
             )
 
         kwargs: dict[str, Any] = dict(connect_args or {})
+        if self._hooks.static_password is not None:
+            kwargs["password"] = self._hooks.static_password
+            self._add_secrets({"password": self._hooks.static_password})
         kwargs["autocommit"] = False
         kwargs["row_factory"] = dict_row
         kwargs["prepare_threshold"] = self.prepare_threshold

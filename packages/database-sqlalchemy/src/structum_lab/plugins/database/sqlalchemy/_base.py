@@ -17,6 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool, StaticPool
 
+from structum_lab.plugins.database._hooks import ConfigureHook, ConnectionHooks, PasswordSource
 from structum_lab.plugins.database._retry import DEFAULT_POLICY
 from structum_lab.plugins.database.base import DatabaseState
 from structum_lab.plugins.database.errors import (
@@ -42,6 +43,7 @@ from ._events import (
     _install_idle_ping,
     _install_sqlite_transactions,
     _restore_session,
+    install_connection_hooks,
     ping_ok,
 )
 from ._sessions import session_class_for
@@ -83,6 +85,16 @@ def _missing_param(name: object) -> QueryError:
     )
 
 
+def _password_key(dialect: Any, url: URL) -> str:
+    """The connect parameter the dialect passes the URL's password as (``passwd`` for PyMySQL)."""
+    probe = "structum-password-probe"
+    _, cparams = dialect.create_connect_args(url.set(password=probe))
+    for key, value in cparams.items():
+        if value == probe:
+            return str(key)
+    return "password"
+
+
 class SQLAlchemyState(DatabaseState):
     """Constructor, engine, pool statistics, parameter handling and error translation.
 
@@ -114,6 +126,8 @@ class SQLAlchemyState(DatabaseState):
         retry_backoff: float = DEFAULT_POLICY.backoff,
         retry_max_backoff: float = DEFAULT_POLICY.max_backoff,
         retry_timeout: float = DEFAULT_POLICY.timeout,
+        configure: ConfigureHook | str | None = None,
+        password: PasswordSource | None = None,
         **engine_options: Any,
     ) -> None:
         """Create the engine and its pool (connections are opened on first use).
@@ -142,6 +156,18 @@ class SQLAlchemyState(DatabaseState):
             retry_backoff: Upper bound of its first pause in seconds (doubling each retry)...
             retry_max_backoff: ... up to this; each pause is random below the bound.
             retry_timeout: Seconds after which ``run_transaction()`` starts no more retries.
+            configure: Called with each new physical connection before the pool hands it out
+                (type adapters, ``SET search_path``, ``SET ROLE``), or its import path
+                (``"myapp.db:setup"``). ``SQLAlchemyDatabase`` passes the DBAPI connection;
+                ``AsyncSQLAlchemyDatabase`` the driver's own async connection
+                (``psycopg.AsyncConnection``, ``aiosqlite.Connection``, ``aiomysql``'s), and
+                awaits a coroutine function. What it runs is committed. If it raises, the
+                connection is closed and the caller gets ``DatabaseUnavailableError`` saying the
+                setup failed.
+            password: The password (instead of one in the URL), or a callable returning it
+                (awaited on the async twin when it is a coroutine function), called for each
+                new connection (rotating tokens); its value is used for that connect only and
+                masked in errors. Not for SQLite.
             **engine_options: Further ``sqlalchemy.create_engine`` arguments
                 (``connect_args``, ``pool_use_lifo``, ``poolclass``, ``isolation_level``...).
 
@@ -176,6 +202,24 @@ class SQLAlchemyState(DatabaseState):
 
         sa_url = resolve_url(text_url.strip(), is_async=self._is_async)
         backend = sa_url.get_backend_name()
+        owner = type(self).__name__
+        hooks = ConnectionHooks(
+            configure=configure, password=password, owner=owner, is_async=self._is_async
+        )
+        if password is not None:
+            if backend == "sqlite":
+                raise ConfigurationError(
+                    f"{owner}: SQLite has no passwords; remove password=", key="password"
+                )
+            if sa_url.password is not None:
+                raise ConfigurationError(
+                    f"{owner}: the URL has a password and password= is given too; keep it in one "
+                    "place (remove it from the URL to use password=)",
+                    key="password",
+                )
+            if hooks.static_password is not None:
+                self._add_secrets({"password": hooks.static_password})
+                sa_url = sa_url.set(password=hooks.static_password)
         kwargs = dict(engine_options)
         kwargs["echo"] = echo
         # We validate idle connections ourselves (_install_idle_ping); SQLAlchemy's pre-ping
@@ -211,6 +255,15 @@ class SQLAlchemyState(DatabaseState):
         event.listen(sync_engine, "reset", _restore_session)
         if backend == "sqlite" and engine_options.get("isolation_level") != "AUTOCOMMIT":
             _install_sqlite_transactions(sync_engine)
+        if hooks.password is not None or hooks.configure is not None:
+            install_connection_hooks(
+                sync_engine,
+                hooks,
+                is_async=self._is_async,
+                password_key=(
+                    _password_key(sync_engine.dialect, sa_url) if hooks.password else "password"
+                ),
+            )
         # Connections handed to callers: what a pool without its own count reports as checked
         # out, and (with max_waiting) what tells a caller who must wait from one being served.
         self._counter = (

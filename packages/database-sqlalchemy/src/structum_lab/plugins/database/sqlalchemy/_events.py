@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections import deque
 from typing import Any
@@ -11,13 +12,16 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import PoolResetState
 from sqlalchemy.pool.base import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.util import await_only
 
+from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetupError
 from structum_lab.plugins.database.base import logger
 from structum_lab.plugins.database.errors import (
     DatabaseUnavailableError,
 )
+from structum_lab.plugins.database.secrets import scrub_exception
 
-__all__ = ["_LAST_CHECKIN", "_RESTORE", "ping_ok"]
+__all__ = ["_LAST_CHECKIN", "_RESTORE", "install_connection_hooks", "ping_ok"]
 
 
 _LAST_CHECKIN = "structum_last_checkin"
@@ -123,3 +127,69 @@ def ping_ok(dialect: Any, dbapi_connection: Any) -> None:
     """Ping through the dialect (one round trip, no transaction); raise if the server is gone."""
     if dbapi_connection is None or not dialect.do_ping(dbapi_connection):
         raise DatabaseUnavailableError("the server did not answer the ping")
+
+
+def _result(value: Any, is_async: bool) -> Any:
+    """``value``, awaited when it is an awaitable on an async engine.
+
+    The pool events of an async engine run inside SQLAlchemy's greenlet (the one ``await
+    engine.connect()`` started), so ``await_only`` suspends them on the caller's event loop; on a
+    sync engine an awaitable is an error (``ConnectionHooks`` says what to do).
+    """
+    if is_async and inspect.isawaitable(value):
+        return await_only(value)
+    return value
+
+
+def install_connection_hooks(
+    engine: Engine, hooks: ConnectionHooks, *, is_async: bool, password_key: str
+) -> None:
+    """Run the password callable and ``configure`` for every new physical connection.
+
+    ``do_connect`` fetches the password and connects with a private copy of the connect
+    parameters (SQLAlchemy's own dict is shared by every connect and would keep the value);
+    ``connect`` runs ``configure`` on the driver connection: for async engines the driver's own
+    async connection (``psycopg.AsyncConnection``, ``aiosqlite.Connection``...), whose
+    coroutines are awaited. What ``configure`` started is committed; if it raises, the
+    connection is closed (SQLAlchemy's pool would leave it to the garbage collector) and the
+    error reaches the caller as ``DatabaseUnavailableError``.
+    """
+    password = hooks.password
+    configure = hooks.configure
+    if password is not None:
+
+        def do_connect(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+            try:
+                value = hooks.checked_password(_result(password(), is_async))
+            except ConnectionSetupError:
+                raise
+            except Exception as exc:
+                raise hooks.password_failed(exc) from exc
+            params = dict(cparams)
+            params[password_key] = value
+            try:
+                return dialect.connect(*cargs, **params)
+            except Exception as exc:
+                scrub_exception(exc, (value,))
+                raise
+
+        event.listen(engine, "do_connect", do_connect)
+    if configure is not None:
+
+        def run_configure(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+            driver = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+            try:
+                result = configure(driver if is_async else dbapi_connection)
+                if is_async:
+                    _result(result, True)
+                else:
+                    hooks.checked_setup_result(result)
+                dbapi_connection.commit()
+            except Exception as exc:
+                try:
+                    dbapi_connection.close()
+                except Exception as close_exc:
+                    logger.debug("closing a connection whose setup failed: %s", close_exc)
+                raise hooks.setup_failed(exc) from exc
+
+        event.listen(engine, "connect", run_configure)

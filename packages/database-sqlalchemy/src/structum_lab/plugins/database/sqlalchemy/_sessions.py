@@ -7,52 +7,14 @@ Shared by both twins. The sync twin takes ``sqlalchemy.orm.Session`` or a subcla
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from structum_lab.plugins.database._hooks import import_dotted
 from structum_lab.plugins.database.errors import ConfigurationError
 
-__all__ = ["import_dotted", "session_class_for"]
+__all__ = ["session_class_for"]
 
 _KEY = "session_class"
-
-
-def import_dotted(path: str) -> Any:
-    """Import ``"package.module:Name"`` (or ``"package.module.Name"``) and return ``Name``.
-
-    Raises:
-        ConfigurationError: The path is malformed, the module cannot be imported or has no such
-            attribute; the message names the path and what to do.
-    """
-    text = path.strip()
-    if ":" in text:
-        module_name, _, attr = text.partition(":")
-    else:
-        module_name, _, attr = text.rpartition(".")
-    if not module_name or not attr or not all(part.isidentifier() for part in attr.split(".")):
-        raise ConfigurationError(
-            f"{_KEY} {path!r} is not an import path; write it as 'package.module:ClassName' "
-            "(e.g. 'sqlmodel:Session')",
-            key=_KEY,
-        )
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"{_KEY} {path!r}: cannot import module {module_name!r} ({exc}); install the "
-            f"package that provides it (for 'sqlmodel:Session': pip install sqlmodel) or fix the "
-            "path",
-            key=_KEY,
-        ) from exc
-    for part in attr.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ConfigurationError(
-                f"{_KEY} {path!r}: module {module_name!r} has no attribute {attr!r}",
-                key=_KEY,
-            ) from None
-    return target
 
 
 def session_class_for(value: Any, *, is_async: bool, owner: str) -> type[Any]:
@@ -72,7 +34,11 @@ def session_class_for(value: Any, *, is_async: bool, owner: str) -> type[Any]:
     from sqlalchemy.ext.asyncio import AsyncSession  # noqa: PLC0415
     from sqlalchemy.orm import Session  # noqa: PLC0415
 
-    cls = import_dotted(value) if isinstance(value, str) else value
+    cls = (
+        import_dotted(value, key=_KEY, example="sqlmodel:Session")
+        if isinstance(value, str)
+        else value
+    )
     base: type[Any] = AsyncSession if is_async else Session
     if isinstance(cls, type) and issubclass(cls, base):
         return cls

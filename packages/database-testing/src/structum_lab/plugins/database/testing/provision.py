@@ -354,6 +354,9 @@ class LocalPostgresCluster(ThrowawayServer):
         start_timeout: Seconds to wait for the server to accept connections.
         port: TCP port to listen on (default: a free one, chosen at the first start and kept
             across restarts).
+        host_auth: Authentication method of TCP connections (``trust``, or ``scram-sha-256``
+            to test passwords: give roles one with ``ALTER ROLE ... PASSWORD``). Unix socket
+            connections (:attr:`socket_url`) always trust, so the cluster stays administrable.
 
     Attributes:
         timings: Seconds spent in ``initdb``, ``start`` and ``createdb`` (after ``start()``).
@@ -376,6 +379,7 @@ class LocalPostgresCluster(ThrowawayServer):
         settings: Mapping[str, str] | None = None,
         start_timeout: float = 60.0,
         port: int | None = None,
+        host_auth: str = "trust",
     ) -> None:
         found = Path(bindir) if bindir is not None else find_postgres_bindir()
         if found is None or not _has_server(found):
@@ -389,6 +393,7 @@ class LocalPostgresCluster(ThrowawayServer):
         self.user = user
         self.settings = dict(settings or {})
         self.port = port
+        self.host_auth = host_auth
         self._fixed_port = port is not None
         self._server_up = False  # the server process is up (stop_server() takes it down)
 
@@ -413,6 +418,13 @@ class LocalPostgresCluster(ThrowawayServer):
             raise ClusterError("the cluster is not running; call start() first")
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
 
+    @property
+    def socket_url(self) -> str:
+        """The superuser's URL over the unix socket (trusted whatever ``host_auth`` is)."""
+        if not self._running:
+            raise ClusterError("the cluster is not running; call start() first")
+        return f"postgresql://{self.user}@/{self.database}?host={self.socket_dir}&port={self.port}"
+
     def version(self) -> str:
         """The server version, e.g. ``15.13``."""
         out = subprocess.run(  # noqa: S603 - argv list of a located binary, no shell
@@ -434,7 +446,8 @@ class LocalPostgresCluster(ThrowawayServer):
                 str(self.bindir / "initdb"),
                 "-D", str(self.data_dir),
                 "-U", self.user,
-                "--auth=trust",
+                "--auth-local=trust",
+                f"--auth-host={self.host_auth}",
                 "--encoding=UTF8",
                 "--locale=C",
                 "--no-sync",
