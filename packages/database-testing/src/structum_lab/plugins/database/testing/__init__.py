@@ -9,6 +9,7 @@
   server) a PostgreSQL or MariaDB/MySQL server.
 - :class:`RoundTripProxy` / :func:`counting_proxy`: a loopback TCP proxy that counts the round
   trips a client makes to a server (deterministic: for tests and benchmarks of wire efficiency).
+- :class:`TemplateDatabase`: test databases cloned from a template holding the schema.
 - The pytest plugin (``pytest_plugin``, registered as ``structum_database``) turns these into
   fixtures: ``mock_db``, ``async_mock_db``, ``postgres_url``, ``mysql_url``, the backend
   databases and their isolated variants. See the package README.
@@ -46,6 +47,7 @@ from .script import (
     MockTransaction,
     QueryRecord,
 )
+from .template import SchemaSource, TemplateDatabase
 from .wire import RoundTripProxy, counting_proxy
 
 __all__ = [
@@ -70,7 +72,9 @@ __all__ = [
     "ProvisionedServer",
     "QueryRecord",
     "RoundTripProxy",
+    "SchemaSource",
     "ServerUnavailable",
+    "TemplateDatabase",
     "__version__",
     "async_isolated",
     "checked_out",

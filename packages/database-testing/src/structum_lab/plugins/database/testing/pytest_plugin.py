@@ -13,7 +13,10 @@ Options (each with an environment variable, for CI):
 Fixtures: ``mock_db``, ``async_mock_db`` (no server); ``postgres_url`` and ``mysql_url``
 (session); the backend databases ``sqlalchemy_db``, ``postgres_db`` (session) and
 ``async_sqlalchemy_db``, ``async_postgres_db`` (per test); and their per-test isolated variants
-``isolated_*``, whose writes are rolled back after the test. Backends are imported inside the
+``isolated_*``, whose writes are rolled back after the test; ``postgres_template`` (session: the
+schema of the ``structum_schema`` fixture, loaded once into a template database),
+``postgres_template_url`` (session: a database cloned from it) and ``fresh_postgres_url`` (per
+test: a clone of its own). Backends are imported inside the
 fixtures, so this module loads with no database driver installed; the async fixtures need
 pytest-asyncio. :func:`skip_or_fail` is the plugin's rule for a test whose server cannot be had.
 """
@@ -44,6 +47,7 @@ from .provision import (
     provision_mysql,
     provision_postgres,
 )
+from .template import SchemaSource, TemplateDatabase
 
 __all__ = [
     "async_isolated_postgres_db",
@@ -51,16 +55,20 @@ __all__ = [
     "async_mock_db",
     "async_postgres_db",
     "async_sqlalchemy_db",
+    "fresh_postgres_url",
     "isolated_postgres_db",
     "isolated_sqlalchemy_db",
     "mock_db",
     "mysql_url",
     "postgres_db",
+    "postgres_template",
+    "postgres_template_url",
     "postgres_url",
     "pytest_addoption",
     "pytest_terminal_summary",
     "skip_or_fail",
     "sqlalchemy_db",
+    "structum_schema",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -227,6 +235,51 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     after the run.
     """
     yield from _provided(request, provision_postgres, _settings(request.config).url, _PROVISIONED)
+
+
+@pytest.fixture(scope="session")
+def structum_schema() -> SchemaSource:
+    """The schema of the template databases: override it in your ``conftest.py``.
+
+    Return SQL files (run in order) or a callable given the template's URL (an Alembic upgrade).
+    Default: no schema (empty databases).
+    """
+    return ()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(
+    postgres_url: str, structum_schema: SchemaSource
+) -> Iterator[TemplateDatabase]:
+    """A template database holding ``structum_schema``, loaded once per session (xdist worker).
+
+    Dropped, with every database cloned from it, at the end of the session.
+    """
+    template = TemplateDatabase(postgres_url, structum_schema)
+    try:
+        template.build()
+    except ClusterError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield template
+    finally:
+        template.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_template_url(postgres_template: TemplateDatabase) -> str:
+    """URL of a database cloned from the template for this session (one per xdist worker)."""
+    return postgres_template.clone()
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_template: TemplateDatabase) -> Iterator[str]:
+    """URL of a database cloned from the template for this test only (dropped after it)."""
+    url = postgres_template.clone()
+    try:
+        yield url
+    finally:
+        postgres_template.drop_clone(url)
 
 
 @pytest.fixture(scope="session")
