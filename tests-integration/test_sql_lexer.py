@@ -519,3 +519,36 @@ def test_psycopg_placeholders_still_pass_through(postgres_server_url: str) -> No
             assert rows == [{"lit": "%(", "id": 1}]
     finally:
         db.shutdown()
+
+
+# sqlite3 runs only DML in executemany(): a temporary table for the batch case.
+_TEMP_TABLE = "CREATE TEMPORARY TABLE IF NOT EXISTS structum_enc_tmp (v VARCHAR(10))"
+_TEMP_INSERT = "INSERT INTO structum_enc_tmp (v) VALUES (:v)"
+SURROGATE_CASES: list[tuple[str, dict[str, Any] | None]] = [
+    ("SELECT :v AS v", {"v": "a\ud800"}),  # in a parameter
+    ("SELECT 'a\udfff' AS v", None),  # in the statement
+]
+
+
+def test_unencodable_text_is_a_query_error_sync(sync_db: Any) -> None:
+    for sql, params in SURROGATE_CASES:
+        with pytest.raises(QueryError, match="UTF-8"), sync_db.transaction() as conn:
+            conn.execute(sql, params)
+    with pytest.raises(QueryError, match="UTF-8"), sync_db.transaction() as conn:
+        conn.execute(_TEMP_TABLE)
+        conn.executemany(_TEMP_INSERT, [{"v": "ok"}, {"v": "a\ud800"}])
+    with sync_db.transaction() as conn:  # the pool keeps working
+        assert conn.execute("SELECT :v AS v", {"v": "é"}).fetchall() == [{"v": "é"}]
+
+
+async def test_unencodable_text_is_a_query_error_async(async_db: Any) -> None:
+    for sql, params in SURROGATE_CASES:
+        async with async_db.transaction() as conn:
+            with pytest.raises(QueryError, match="UTF-8"):
+                await conn.execute(sql, params)
+    async with async_db.transaction() as conn:
+        await conn.execute(_TEMP_TABLE)
+        with pytest.raises(QueryError, match="UTF-8"):
+            await conn.executemany(_TEMP_INSERT, [{"v": "ok"}, {"v": "a\ud800"}])
+    async with async_db.transaction() as conn:
+        assert await (await conn.execute("SELECT :v AS v", {"v": "é"})).fetchall() == [{"v": "é"}]

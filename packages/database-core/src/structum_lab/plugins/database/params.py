@@ -52,6 +52,7 @@ __all__ = [
     "convert_for_psycopg",
     "convert_named",
     "find_named_placeholders",
+    "unencodable_error",
 ]
 
 ParamStyle = Literal["pyformat", "format", "qmark", "named", "numeric"]
@@ -310,6 +311,19 @@ def convert_dollar_numeric(sql: str) -> ConvertedSQL:
         raise QueryError("the statement uses $0; positional parameters are numbered from $1")
     converted = _splice(sql, spans, ["%s"] * len(spans), True)
     return ConvertedSQL(converted, tuple(n - 1 for _, _, n in spans), True)
+
+
+def unencodable_error(exc: UnicodeError) -> QueryError:
+    """The clear error for a statement or parameter the driver could not encode or decode.
+
+    An unpaired surrogate (text decoded with ``errors="surrogateescape"``, or cut in the middle
+    of a pair) cannot be sent as UTF-8; drivers raise ``UnicodeEncodeError`` (or, aiomysql,
+    ``UnicodeDecodeError``) before anything reaches the server, so the connection is intact.
+    """
+    return QueryError(
+        f"the statement or one of its parameters cannot be sent as UTF-8 ({exc.reason}); "
+        "fix the text where it was decoded (an unpaired surrogate is the usual cause)"
+    )
 
 
 def adapt_params(

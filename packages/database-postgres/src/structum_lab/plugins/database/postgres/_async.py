@@ -25,6 +25,7 @@ from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetu
 from structum_lab.plugins.database.base import AsyncDatabaseBase
 from structum_lab.plugins.database.errors import DatabaseError
 from structum_lab.plugins.database.interfaces import AsyncConnection, AsyncResult, Params, Row
+from structum_lab.plugins.database.params import unencodable_error
 from structum_lab.plugins.database.results import AsyncBufferedResult
 from structum_lab.plugins.database.secrets import scrub_exception
 
@@ -275,6 +276,8 @@ class AsyncPostgresConnection(AsyncConnection):
                 await self._execute_first(raw, cur, sql, params)
         except psycopg.Error as exc:
             raise db._translate(exc, raw) from exc
+        except UnicodeError as exc:  # raised before anything is sent
+            raise unencodable_error(exc) from exc
         result = self._last_result = AsyncPostgresResult(
             cur, db, None if self._pipeline is None else self
         )
@@ -328,6 +331,8 @@ class AsyncPostgresConnection(AsyncConnection):
             await cur.executemany(query, batch)
         except psycopg.Error as exc:
             raise db._translate(exc, raw) from exc
+        except UnicodeError as exc:
+            raise unencodable_error(exc) from exc
         result = self._last_result = AsyncPostgresResult(
             cur, db, None if self._pipeline is None else self
         )

@@ -25,6 +25,7 @@ from typing_extensions import Self
 from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetupError
 from structum_lab.plugins.database.base import SyncDatabaseBase
 from structum_lab.plugins.database.interfaces import Connection, Params, Result, Row
+from structum_lab.plugins.database.params import unencodable_error
 from structum_lab.plugins.database.results import BufferedResult
 from structum_lab.plugins.database.secrets import scrub_exception
 
@@ -256,6 +257,8 @@ class PostgresConnection(Connection):
                 self._execute_first(raw, cur, sql, params)
         except psycopg.Error as exc:
             raise db._translate(exc, raw) from exc
+        except UnicodeError as exc:  # raised before anything is sent
+            raise unencodable_error(exc) from exc
         result = self._last_result = PostgresResult(
             cur, db, None if self._pipeline is None else self
         )
@@ -309,6 +312,8 @@ class PostgresConnection(Connection):
             cur.executemany(query, batch)
         except psycopg.Error as exc:
             raise db._translate(exc, raw) from exc
+        except UnicodeError as exc:
+            raise unencodable_error(exc) from exc
         result = self._last_result = PostgresResult(
             cur, db, None if self._pipeline is None else self
         )

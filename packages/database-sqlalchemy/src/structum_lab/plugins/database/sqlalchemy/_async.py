@@ -20,6 +20,7 @@ from typing_extensions import Self
 from structum_lab.plugins.database.base import AsyncDatabaseBase, logger
 from structum_lab.plugins.database.errors import DatabaseClosedError
 from structum_lab.plugins.database.interfaces import AsyncConnection, AsyncResult, Params
+from structum_lab.plugins.database.params import unencodable_error
 from structum_lab.plugins.database.results import AsyncBufferedResult
 
 from ._base import SQLAlchemyState
@@ -92,6 +93,8 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
             cursor = await self._sa.exec_driver_sql(statement, args)
         except sa_exc.SQLAlchemyError as exc:
             raise self._db._translate(exc) from error_cause(exc)
+        except UnicodeError as exc:  # raised before anything is sent
+            raise unencodable_error(exc) from exc
         result = SQLAlchemyAsyncResult(cursor)
         self._result = result
         return result
@@ -111,6 +114,8 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
             cursor = await self._sa.exec_driver_sql(statement, batch)
         except sa_exc.SQLAlchemyError as exc:
             raise self._db._translate(exc) from error_cause(exc)
+        except UnicodeError as exc:
+            raise unencodable_error(exc) from exc
         result = SQLAlchemyAsyncResult(cursor)
         self._result = result
         return result

@@ -22,6 +22,7 @@ from typing_extensions import Self
 from structum_lab.plugins.database.base import SyncDatabaseBase, logger
 from structum_lab.plugins.database.errors import DatabaseClosedError
 from structum_lab.plugins.database.interfaces import Connection, Params, Result
+from structum_lab.plugins.database.params import unencodable_error
 from structum_lab.plugins.database.results import BufferedResult
 
 from ._base import SQLAlchemyState
@@ -94,6 +95,8 @@ class SQLAlchemyConnection(Connection):
             cursor = self._sa.exec_driver_sql(statement, args)
         except sa_exc.SQLAlchemyError as exc:
             raise self._db._translate(exc) from error_cause(exc)
+        except UnicodeError as exc:  # raised before anything is sent
+            raise unencodable_error(exc) from exc
         result = SQLAlchemyResult(cursor)
         self._result = result
         return result
@@ -113,6 +116,8 @@ class SQLAlchemyConnection(Connection):
             cursor = self._sa.exec_driver_sql(statement, batch)
         except sa_exc.SQLAlchemyError as exc:
             raise self._db._translate(exc) from error_cause(exc)
+        except UnicodeError as exc:
+            raise unencodable_error(exc) from exc
         result = SQLAlchemyResult(cursor)
         self._result = result
         return result
