@@ -321,7 +321,7 @@ def unencodable_error(exc: UnicodeError) -> QueryError:
     ``UnicodeDecodeError``) before anything reaches the server, so the connection is intact.
     """
     return QueryError(
-        f"the statement or one of its parameters cannot be sent as UTF-8 ({exc.reason}); "
+        f"the statement or one of its parameters cannot be sent as UTF-8 ({exc}); "
         "fix the text where it was decoded (an unpaired surrogate is the usual cause)"
     )
 
