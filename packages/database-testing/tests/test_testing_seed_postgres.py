@@ -1,9 +1,11 @@
 """Seed §11.1 to §11.2, as written, against a real PostgreSQL server.
 
-The seed hard-codes ``postgresql://localhost/test_db``. The code is run unchanged; the server the
-outer run provides (``postgres_url``) is reached through libpq's environment variables (``PGPORT``,
-``PGUSER``, ``PGPASSWORD``, ``PGHOSTADDR``), which fill in what the seed's URL leaves out, and
-``test_db`` is created on it for the run.
+The seed hard-codes ``postgresql://localhost/test_db``. The code is run unchanged; the server is
+reached through libpq's environment variables (``PGPORT``, ``PGUSER``, ``PGPASSWORD``,
+``PGHOSTADDR``), which fill in what the seed's URL leaves out, and ``test_db`` is created on it for
+the run. A fixed database name on a shared server would let two test runs at once drop each other's
+``test_db``, so the server is a throwaway cluster of this test's own when the binaries are there,
+else the run's ``postgres_url``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 
 import pytest
+
+from structum_lab.plugins.database.testing import LocalPostgresCluster, find_postgres_bindir
 
 SEED_11 = '''
 import pytest
@@ -84,9 +88,19 @@ def test_query_user(clean_db):
 
 
 @pytest.fixture
-def seed_server(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def own_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A PostgreSQL no other test run uses: a throwaway cluster, else the run's server."""
+    if find_postgres_bindir() is None:
+        yield str(request.getfixturevalue("postgres_url"))
+        return
+    with LocalPostgresCluster() as cluster:
+        yield cluster.url
+
+
+@pytest.fixture
+def seed_server(own_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     psycopg = pytest.importorskip("psycopg")
-    parts = urlsplit(postgres_url)
+    parts = urlsplit(own_server)
     admin = f"postgresql://{parts.netloc}/{parts.path.lstrip('/')}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS test_db WITH (FORCE)")

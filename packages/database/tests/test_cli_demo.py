@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from urllib.parse import quote
 
@@ -76,7 +77,8 @@ def test_demo_on_embedded_sqlite_in_cwd(tmp_path: Path, capsys: pytest.CaptureFi
     assert "Created user with ID: 2" in out
     assert "2 note(s) in demo_notes" in out
 
-    with sqlite3.connect(demo_file) as conn:
+    # closing(): a sqlite3 connection's own "with" commits but does not close (Python 3.13 warns).
+    with closing(sqlite3.connect(demo_file)) as conn:
         users = conn.execute("SELECT id, username, email FROM users ORDER BY id").fetchall()
         notes = conn.execute("SELECT user_id FROM demo_notes ORDER BY id").fetchall()
     assert users == [(1, "john_doe", "john@example.com"), (2, "john_doe", "john@example.com")]
@@ -124,7 +126,7 @@ def test_demo_sqlite_file_option(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_demo_reports_the_failing_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # A users table of another shape: the INSERT of step 2 cannot work.
-    with sqlite3.connect(tmp_path / "structum-demo.sqlite3") as conn:
+    with closing(sqlite3.connect(tmp_path / "structum-demo.sqlite3")) as conn:
         conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
     assert main(["demo"]) == 1
     captured = capsys.readouterr()
