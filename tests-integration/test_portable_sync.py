@@ -633,6 +633,47 @@ def test_a_connection_lost_during_commit_is_not_retried(
         assert conn.execute("SELECT 1 AS one").scalar() == 1
 
 
+_RUNNING = {
+    # the id of the other connection whose statement contains :marker
+    "postgresql": "SELECT pid AS id FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+    "AND state = 'active' AND query LIKE :marker",
+    "mysql": "SELECT id FROM information_schema.processlist WHERE id <> CONNECTION_ID() "
+    "AND info LIKE :marker",
+}
+_SLEEP = {"postgresql": "pg_sleep(30)", "mysql": "SLEEP(30)"}
+
+
+def test_a_connection_lost_during_a_single_statement(
+    sync_backend: Any, two_dbs: tuple[Any, Any], table: str
+) -> None:
+    # db.execute() outside a transaction: the psycopg backends run it in autocommit, where the
+    # statement is its own COMMIT, so its outcome is unknown; the others wrap it in a
+    # transaction, which the lost connection rolled back.
+    db, admin = two_dbs
+    dialect = sync_backend.dialect
+    marker = f"slow-{uuid.uuid4().hex}"
+    slow = f"(SELECT {_SLEEP[dialect]} AS z) s"
+    statement = f"INSERT INTO {table} (name, qty) SELECT '{marker}', 1 FROM {slow}"
+    running = _background(lambda: db.execute(statement))
+    deadline = time.monotonic() + _GUARD
+    while True:
+        with admin.transaction() as conn:
+            found = (conn.execute(_RUNNING[dialect], {"marker": f"%{marker}%"})).scalar()
+        if found is not None:
+            break
+        assert time.monotonic() < deadline, "the statement never showed up on the server"
+        sleep(0.01)
+    with admin.transaction() as conn:
+        conn.execute(_KILL[dialect][1], {"id": found})
+    with pytest.raises(DatabaseUnavailableError) as info:
+        _outcome(running)
+    autocommit = sync_backend.id.startswith("psycopg")
+    assert isinstance(info.value, CommitOutcomeUnknownError) is autocommit
+    assert info.value.retryable is not autocommit
+    assert db.get_pool_info()["checked_out"] == 0
+    assert db.execute(f"DELETE FROM {table}") in (0, 1)  # the pool works again
+
+
 def test_max_waiting(sync_backend: Any, backend_url: Callable[[Any], str]) -> None:
     # One connection, held; one caller may wait for it; the next one fails at once.
     db = sync_backend.make(backend_url(sync_backend), pool_size=1, timeout=_GUARD, max_waiting=1)

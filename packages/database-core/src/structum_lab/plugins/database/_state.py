@@ -145,12 +145,14 @@ class DatabaseState:
             f"cannot use the database {self._masked_url!r}: {self._redact(str(exc)).strip()}"
         )
 
-    def _commit_unknown_error(self, exc: BaseException) -> CommitOutcomeUnknownError:
+    def _commit_unknown_error(
+        self, exc: BaseException, *, during: str = "COMMIT"
+    ) -> CommitOutcomeUnknownError:
         self._chained(exc)
         return CommitOutcomeUnknownError(
-            f"the connection to {self._masked_url!r} was lost during COMMIT, so the transaction "
-            "may or may not have been committed; it was not retried. Check whether its changes "
-            f"are there before running it again: {self._redact(str(exc)).strip()}"
+            f"the connection to {self._masked_url!r} was lost during {during}, so the "
+            "transaction may or may not have been committed; it was not retried. Check whether "
+            f"its changes are there before running it again: {self._redact(str(exc)).strip()}"
         )
 
     def _query_error(

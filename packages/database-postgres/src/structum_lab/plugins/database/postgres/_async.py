@@ -44,6 +44,8 @@ from ._transactions import TxPlan, is_no_rows, returned_error, savepoint_name, t
 
 __all__ = ["AsyncPostgresConnection", "AsyncPostgresDatabase", "AsyncPostgresResult"]
 
+_AUTOCOMMIT_STATEMENT = "a statement that commits by itself (db.execute/fetchone/fetchall)"
+
 
 class _AsyncRawConnection(psycopg.AsyncConnection[DictRow]):
     """psycopg's connection, remembering when it was last given back and reporting connects.
@@ -739,9 +741,12 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         if self.echo:
             self._log_statement(sql, params)
         raw = await self._checkout()
+        sent: bool | str = False
         try:
             await raw.set_autocommit(True)
             cur = raw.cursor()
+            # In autocommit the statement is its own COMMIT: lost in flight, it may have run.
+            sent = _AUTOCOMMIT_STATEMENT
             await cur.execute(sql, params)
             if fetch == 0:
                 return cur.rowcount
@@ -750,7 +755,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
                 return None if fetch == 1 else []  # portable: no rows fetch as empty
             return await (cur.fetchone() if fetch == 1 else cur.fetchall())
         except psycopg.Error as exc:
-            raise self._translate(exc, raw) from exc
+            raise self._translate(exc, raw, committing=sent) from exc
         finally:
             if raw.pgconn.transaction_status != IDLE:  # the statement was a BEGIN
                 await self._rollback_quietly(raw)

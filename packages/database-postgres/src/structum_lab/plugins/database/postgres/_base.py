@@ -303,12 +303,13 @@ class PostgresCommon(DatabaseState):
         )
 
     def _translate(
-        self, exc: BaseException, raw: Any, *, committing: bool = False
+        self, exc: BaseException, raw: Any, *, committing: bool | str = False
     ) -> DatabaseError:
         """Map a psycopg error to the core hierarchy (the caller chains ``exc`` as the cause).
 
-        ``committing``: ``exc`` came from a COMMIT that was sent, so a lost connection means
-        the outcome is unknown (``CommitOutcomeUnknownError``) rather than "rolled back".
+        ``committing``: ``exc`` came from a COMMIT that was sent (or, when it is a string, from
+        what it names: a statement that commits by itself), so a lost connection means the
+        outcome is unknown (``CommitOutcomeUnknownError``) rather than "rolled back".
         """
         if isinstance(exc, DatabaseError):
             return exc
@@ -318,7 +319,10 @@ class PostgresCommon(DatabaseState):
             sqlstate is not None and (sqlstate.startswith("08") or sqlstate in _GONE_SQLSTATES)
         ):
             self._mark_suspect()
-            return self._commit_unknown_error(exc) if committing else self._unavailable_error(exc)
+            if not committing:
+                return self._unavailable_error(exc)
+            during = committing if isinstance(committing, str) else "COMMIT"
+            return self._commit_unknown_error(exc, during=during)
         if isinstance(exc, psycopg.errors.PipelineAborted):
             return self._aborted_error()
         return self._query_error(exc, sqlstate)

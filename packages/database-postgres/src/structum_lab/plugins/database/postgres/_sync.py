@@ -44,6 +44,8 @@ from ._transactions import TxPlan, is_no_rows, returned_error, savepoint_name, t
 
 __all__ = ["PostgresConnection", "PostgresDatabase", "PostgresResult"]
 
+_AUTOCOMMIT_STATEMENT = "a statement that commits by itself (db.execute/fetchone/fetchall)"
+
 
 class _RawConnection(psycopg.Connection[DictRow]):
     """psycopg's connection, remembering when it was last given back and reporting connects.
@@ -713,9 +715,12 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         if self.echo:
             self._log_statement(sql, params)
         raw = self._checkout()
+        sent: bool | str = False
         try:
             raw.set_autocommit(True)
             cur = raw.cursor()
+            # In autocommit the statement is its own COMMIT: lost in flight, it may have run.
+            sent = _AUTOCOMMIT_STATEMENT
             cur.execute(sql, params)
             if fetch == 0:
                 return cur.rowcount
@@ -724,7 +729,7 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
                 return None if fetch == 1 else []  # portable: no rows fetch as empty
             return cur.fetchone() if fetch == 1 else cur.fetchall()
         except psycopg.Error as exc:
-            raise self._translate(exc, raw) from exc
+            raise self._translate(exc, raw, committing=sent) from exc
         finally:
             if raw.pgconn.transaction_status != IDLE:  # the statement was a BEGIN
                 self._rollback_quietly(raw)
