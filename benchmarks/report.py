@@ -21,6 +21,8 @@ def figure(value: float | None, unit: str) -> str:
         return f"{value:,.1f}"
     if unit == "MB":
         return f"{value:+.2f}"
+    if unit == "round trips":
+        return f"{value:.2f}"
     return f"{value:,.0f}"
 
 
@@ -87,7 +89,9 @@ def rows_of(results: Iterable[SideResult], smoke: bool) -> list[Row]:
 
 
 def _heading(comparison: Comparison) -> str:
-    if comparison.rounds == 1:
+    if comparison.unit in ("round trips", "instructions"):
+        how = "deterministic count"
+    elif comparison.rounds == 1:
         how = "one run each"
     elif comparison.unit == "rows/s":
         how = (

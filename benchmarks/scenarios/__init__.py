@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..context import Context
 from ..harness import Comparison
-from . import executemany, health, memory, point_select, tpcb
+from . import deterministic, executemany, health, memory, point_select, tpcb
 
 __all__ = ["SCENARIOS", "Scenario", "select"]
 
@@ -21,6 +21,8 @@ class Scenario:
 
 
 SCENARIOS = [
+    Scenario("round-trips", deterministic.round_trips),
+    Scenario("instructions", deterministic.instructions),
     Scenario("point-select/psycopg", point_select.psycopg_sync),
     Scenario("point-select/psycopg-async", point_select.psycopg_async),
     Scenario("point-select/sqlalchemy", point_select.sqlalchemy_sync),

@@ -41,11 +41,15 @@ DICT_ROWS: dict[str, Any] = {"row_factory": dict_row}
 
 SQL_NAMED = "SELECT * FROM bench_users WHERE id = :id"
 SQL_PSYCOPG = "SELECT * FROM bench_users WHERE id = %s"
+SQL_DOLLAR = "SELECT * FROM bench_users WHERE id = $1"
 
 RAW_POOL = "psycopg_pool, dict_row (raw)"
 RAW_POOL_TUPLES = "psycopg_pool, tuple rows (raw)"
 PINNED = "pinned psycopg connection, no pool"
 PG_DB = "PostgresDatabase"
+PG_FETCHONE = "PostgresDatabase.fetchone() (one statement, no transaction block)"
+APG_FETCHONE = "AsyncPostgresDatabase.fetchone() (one statement)"
+ASYNCPG = "asyncpg fetchrow, pinned connection (raw)"
 RAW_APOOL = "AsyncConnectionPool, dict_row (raw)"
 RAW_APOOL_TUPLES = "AsyncConnectionPool, tuple rows (raw)"
 APINNED = "pinned AsyncConnection, no pool"
@@ -114,6 +118,9 @@ def psycopg_sync(ctx: Context) -> Generator[Comparison, None, None]:
             with db.transaction() as conn:
                 conn.execute(SQL_NAMED, {"id": user_id(worker)}).fetchone()
 
+        def single(worker: Worker) -> None:
+            db.fetchone(SQL_NAMED, {"id": user_id(worker)})
+
         for workers in worker_counts(ctx):
             sides = [
                 Side(RAW_POOL, thread_measure(raw, workers)),
@@ -124,6 +131,13 @@ def psycopg_sync(ctx: Context) -> Generator[Comparison, None, None]:
                 sides.append(
                     Side(
                         PG_DB, thread_measure(wrapped, workers), (Versus(RAW_POOL, at_least(0.95)),)
+                    )
+                )
+                sides.append(
+                    Side(
+                        PG_FETCHONE,
+                        thread_measure(single, workers),
+                        (Versus(RAW_POOL, at_least(1.8)),),
                     )
                 )
             yield Comparison(
@@ -173,7 +187,13 @@ def psycopg_async(ctx: Context) -> Generator[Comparison, None, None]:
 
         return apool, tuples, conns, optional(APG_DB, missing, make_db)
 
+    async def open_asyncpg() -> list[Any]:
+        import asyncpg  # a benchmark dependency only: the async anchor
+
+        return [await asyncpg.connect(ctx.url) for _ in range(size)]
+
     apool, tuple_apool, pinned, db = loop.run_until_complete(open_all())
+    anchors = optional(ASYNCPG, missing, lambda: loop.run_until_complete(open_asyncpg()))
     try:
 
         async def raw(worker: Worker) -> None:
@@ -197,6 +217,12 @@ def psycopg_async(ctx: Context) -> Generator[Comparison, None, None]:
                 result = await conn.execute(SQL_NAMED, {"id": user_id(worker)})
                 await result.fetchone()
 
+        async def single(worker: Worker) -> None:
+            await db.fetchone(SQL_NAMED, {"id": user_id(worker)})
+
+        async def asyncpg_op(worker: Worker) -> None:
+            await anchors[worker.index].fetchrow(SQL_DOLLAR, user_id(worker))
+
         for workers in worker_counts(ctx):
             sides = [
                 Side(RAW_APOOL, loop_measure(loop, raw, workers)),
@@ -212,6 +238,17 @@ def psycopg_async(ctx: Context) -> Generator[Comparison, None, None]:
                         loop_measure(loop, wrapped, workers),
                         (Versus(RAW_APOOL, at_least(0.95)),),
                     )
+                )
+                sides.append(
+                    Side(
+                        APG_FETCHONE,
+                        loop_measure(loop, single, workers),
+                        (Versus(RAW_APOOL, at_least(1.8)),),
+                    )
+                )
+            if anchors is not None:
+                sides.append(
+                    Side(ASYNCPG, loop_measure(loop, asyncpg_op, workers), (Versus(RAW_APOOL),))
                 )
             yield Comparison(
                 id=_ident("psycopg-async", workers),
@@ -229,6 +266,8 @@ def psycopg_async(ctx: Context) -> Generator[Comparison, None, None]:
                 await db.shutdown()
             for conn in pinned:
                 await conn.close()
+            for anchor in anchors or ():
+                await anchor.close()
             await apool.close()
             await tuple_apool.close()
 

@@ -30,6 +30,7 @@ from structum_lab.plugins.database.results import AsyncBufferedResult
 from structum_lab.plugins.database.secrets import scrub_exception
 
 from ._base import (
+    BAD,
     IDLE,
     INERROR,
     INTRANS,
@@ -377,7 +378,7 @@ class AsyncPostgresConnection(AsyncConnection):
             CommitOutcomeUnknownError: The connection was lost during COMMIT.
         """
         raw = self._checked()
-        sent = not (raw.closed or raw.broken)
+        sent = raw.pgconn.status != BAD  # not raw.closed (broken implies it), without a call
         try:
             await raw.commit()
         except psycopg.Error as exc:
@@ -661,10 +662,11 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             if conn._pipeline_cm is not None:
                 await self._end_pipeline(conn, raw, commit=commit)
             elif commit:
-                if raw.pgconn.transaction_status == INERROR:
+                pgconn = raw.pgconn
+                if pgconn.transaction_status == INERROR:
                     await self._rollback_quietly(raw)
                     raise self._aborted_error()
-                sent = not (raw.closed or raw.broken)
+                sent = pgconn.status != BAD  # not raw.closed, without a call
                 try:
                     await raw.commit()
                 except psycopg.Error as exc:
@@ -690,7 +692,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         if last is not None:
             last._pipelined = None  # no reference cycle outlives the transaction
         error: psycopg.Error | None = None
-        sent = commit and not (raw.closed or raw.broken)
+        sent = commit and raw.pgconn.status != BAD
         # COMMIT (or ROLLBACK) is queued behind the statements and leaves with the pipeline's
         # final Sync: with the queued BEGIN, the whole transaction is one round trip (psycopg's
         # commit() would sync, and leaving the pipeline would then sync once more).

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.pq import ExecStatus, TransactionStatus
+from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool.base import BasePool
 
@@ -34,6 +34,7 @@ from structum_lab.plugins.database.health import HealthThresholds
 from structum_lab.plugins.database.secrets import mask_url, redact
 
 __all__ = [
+    "BAD",
     "IDLE",
     "INERROR",
     "INTRANS",
@@ -50,6 +51,7 @@ PUBLIC_MODULE = "structum_lab.plugins.database.postgres"
 
 logger = logging.getLogger("structum_lab.plugins.database.postgres")
 
+BAD = ConnStatus.BAD
 IDLE = TransactionStatus.IDLE
 INERROR = TransactionStatus.INERROR
 TUPLES_OK = ExecStatus.TUPLES_OK

@@ -30,6 +30,7 @@ from structum_lab.plugins.database.results import BufferedResult
 from structum_lab.plugins.database.secrets import scrub_exception
 
 from ._base import (
+    BAD,
     IDLE,
     INERROR,
     INTRANS,
@@ -358,7 +359,7 @@ class PostgresConnection(Connection):
             CommitOutcomeUnknownError: The connection was lost during COMMIT.
         """
         raw = self._checked()
-        sent = not (raw.closed or raw.broken)
+        sent = raw.pgconn.status != BAD  # not raw.closed (broken implies it), without a call
         try:
             raw.commit()
         except psycopg.Error as exc:
@@ -637,10 +638,11 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             if conn._pipeline_cm is not None:
                 self._end_pipeline(conn, raw, commit=commit)
             elif commit:
-                if raw.pgconn.transaction_status == INERROR:
+                pgconn = raw.pgconn
+                if pgconn.transaction_status == INERROR:
                     self._rollback_quietly(raw)
                     raise self._aborted_error()
-                sent = not (raw.closed or raw.broken)
+                sent = pgconn.status != BAD  # not raw.closed, without a call
                 try:
                     raw.commit()
                 except psycopg.Error as exc:
@@ -664,7 +666,7 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         if last is not None:
             last._pipelined = None  # no reference cycle outlives the transaction
         error: psycopg.Error | None = None
-        sent = commit and not (raw.closed or raw.broken)
+        sent = commit and raw.pgconn.status != BAD
         # COMMIT (or ROLLBACK) is queued behind the statements and leaves with the pipeline's
         # final Sync: with the queued BEGIN, the whole transaction is one round trip (psycopg's
         # commit() would sync, and leaving the pipeline would then sync once more).
