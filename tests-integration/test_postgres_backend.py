@@ -569,7 +569,8 @@ def test_round_trips_per_call(postgres_server_url: str, proxy: RoundTripProxy) -
         # the BEGIN (with its options) travels with the first statement
         assert _round_trips(proxy, transaction(read_only=True)) == 2
         assert _round_trips(proxy, transaction(isolation_level="SERIALIZABLE", timeout=5)) == 2
-        assert _round_trips(proxy, transaction(pipeline=True)) == 2
+        # a pipeline may overlap its two flights with the server's answers: at most two
+        assert _round_trips(proxy, transaction(pipeline=True)) <= 2
         assert _round_trips(proxy, db.health_check) == 1
     finally:
         db.shutdown()
