@@ -266,6 +266,8 @@ async def async_rate(op: AsyncOp, workers: int, seconds: float, *, seed: int = 1
 
 
 def _round_order(sides: list[Side], round_no: int) -> list[Side]:
+    if not sides:  # every side unavailable or skipped: only notes to report
+        return []
     shift = round_no % len(sides)
     order = sides[shift:] + sides[:shift]
     if round_no % 2:

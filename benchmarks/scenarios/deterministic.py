@@ -230,13 +230,13 @@ def instructions(ctx: Context) -> Generator[Comparison, None, None]:
     n = 20 if ctx.smoke else 400
     figures: dict[str, float] = {}
     errors: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     if ctx.smoke and not os.environ.get("STRUCTUM_BENCH_CALLGRIND"):
         # Python's start-up under valgrind takes 20 s to minutes: too slow for CI's smoke run.
-        errors = {
-            w.name: "skipped in smoke mode (STRUCTUM_BENCH_CALLGRIND=1 runs it)" for w in chosen
-        }
+        reason = "smoke mode (STRUCTUM_BENCH_CALLGRIND=1 runs it)"
+        skipped = {w.name: reason for w in chosen}
     elif shutil.which("valgrind") is None:
-        errors = {w.name: "valgrind not found (apt-get install valgrind)" for w in chosen}
+        skipped = {w.name: "valgrind not found (apt-get install valgrind)" for w in chosen}
     else:
         with ThreadPoolExecutor(max_workers=2) as pool:
             futures = {w.name: pool.submit(_callgrind, w, ctx.url, n) for w in chosen}
@@ -265,6 +265,7 @@ def instructions(ctx: Context) -> Generator[Comparison, None, None]:
             "instructions",
             sides,
             unavailable={w.name: errors[w.name] for w in workloads if w.name in errors},
+            skipped={w.name: skipped[w.name] for w in workloads if w.name in skipped},
         )
 
 
