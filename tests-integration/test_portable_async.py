@@ -317,6 +317,39 @@ async def test_unique_violation(async_db: Any, table: str) -> None:
     assert async_db.get_pool_info()["checked_out"] == 0
 
 
+@pytest.mark.parametrize(
+    ("sql", "params", "words"),
+    [
+        (None, None, "must be a str"),
+        ("SELECT '\udcff' AS x", None, "surrogate"),
+        ("SELECT :x AS x", {"x": "a\udcffb"}, "surrogate"),
+        ("SELECT :x AS x", {"x": object()}, "."),
+    ],
+    ids=["none-sql", "surrogate-in-sql", "surrogate-in-param", "object-param"],
+)
+async def test_input_no_driver_can_send_is_a_query_error(
+    async_db: Any, sql: Any, params: Any, words: str
+) -> None:
+    with pytest.raises(QueryError, match=words):
+        async with async_db.transaction() as conn:
+            await conn.execute(sql, params)
+    # Any QueryError: SQLite refuses a SELECT in executemany before it reads the values.
+    with pytest.raises(QueryError):
+        async with async_db.transaction() as conn:
+            await conn.executemany(sql, [params or {}, params or {}])
+    assert async_db.get_pool_info()["checked_out"] == 0
+    async with async_db.transaction() as conn:  # the pool keeps working
+        two = await conn.execute("SELECT 2 AS two")
+        assert await two.scalar() == 2
+
+
+async def test_bytes_round_trip(async_db: Any) -> None:
+    data = bytes(range(256))
+    async with async_db.transaction() as conn:
+        result = await conn.execute("SELECT :b AS b", {"b": data})
+        assert bytes(await result.scalar()) == data
+
+
 async def test_transaction_after_shutdown(async_db: Any) -> None:
     await async_db.shutdown()
     with pytest.raises(DatabaseClosedError):

@@ -296,6 +296,37 @@ def test_unique_violation(sync_db: Any, table: str) -> None:
     assert sync_db.get_pool_info()["checked_out"] == 0
 
 
+@pytest.mark.parametrize(
+    ("sql", "params", "words"),
+    [
+        (None, None, "must be a str"),
+        ("SELECT '\udcff' AS x", None, "surrogate"),
+        ("SELECT :x AS x", {"x": "a\udcffb"}, "surrogate"),
+        ("SELECT :x AS x", {"x": object()}, "."),
+    ],
+    ids=["none-sql", "surrogate-in-sql", "surrogate-in-param", "object-param"],
+)
+def test_input_no_driver_can_send_is_a_query_error(
+    sync_db: Any, sql: Any, params: Any, words: str
+) -> None:
+    with pytest.raises(QueryError, match=words), sync_db.transaction() as conn:
+        conn.execute(sql, params)
+    # Any QueryError: SQLite refuses a SELECT in executemany before it reads the values.
+    with pytest.raises(QueryError), sync_db.transaction() as conn:
+        conn.executemany(sql, [params or {}, params or {}])
+    assert sync_db.get_pool_info()["checked_out"] == 0
+    with sync_db.transaction() as conn:  # the pool keeps working
+        two = conn.execute("SELECT 2 AS two")
+        assert two.scalar() == 2
+
+
+def test_bytes_round_trip(sync_db: Any) -> None:
+    data = bytes(range(256))
+    with sync_db.transaction() as conn:
+        result = conn.execute("SELECT :b AS b", {"b": data})
+        assert bytes(result.scalar()) == data
+
+
 def test_transaction_after_shutdown(sync_db: Any) -> None:
     sync_db.shutdown()
     with pytest.raises(DatabaseClosedError), sync_db.transaction():

@@ -99,10 +99,12 @@ def test_non_string_queries_are_psycopgs_business() -> None:
 
 
 def test_parameters_of_another_kind_are_rejected() -> None:
-    with pytest.raises(TypeError, match=r"mapping .* or a sequence"):
+    with pytest.raises(QueryError, match=r"mapping .* or a sequence"):
         prepare_query("SELECT 1", 42)
-    with pytest.raises(TypeError):
+    with pytest.raises(QueryError):
         prepare_query("SELECT 1", "abc")
+    with pytest.raises(QueryError, match="must be a str"):
+        prepare_query(None, None)
 
 
 def test_conversions_are_cached() -> None:

@@ -182,7 +182,7 @@ def test_named_params_for_qmark() -> None:
         assert db._prepare("SELECT ?", [5]) == ("SELECT ?", (5,))
         sql, rows = db._prepare_many("INSERT INTO t VALUES (:x)", [{"x": 1}, {"x": 2}])
         assert (sql, rows) == ("INSERT INTO t VALUES (?)", [(1,), (2,)])
-        with pytest.raises(TypeError, match="mapping"):
+        with pytest.raises(QueryError, match="mapping"):
             db._prepare("SELECT 1", "oops")
     finally:
         db.shutdown()

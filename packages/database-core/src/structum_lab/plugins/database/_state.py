@@ -23,7 +23,7 @@ from .errors import (
     error_class_for_sqlstate,
 )
 from .health import HealthResult, HealthStatus, HealthThresholds, evaluate_health
-from .secrets import MaskingFilter, mask_url, redact, scrub_handled, secrets_in
+from .secrets import MaskingFilter, mask_url, redact, remember, scrub_handled, secrets_in
 
 __all__ = ["DatabaseState", "forget_active", "logger"]
 
@@ -56,6 +56,7 @@ class DatabaseState:
     ) -> None:
         self._masked_url = mask_url(url)
         self._secrets: tuple[str, ...] = tuple(secrets_in(url))
+        remember(self._secrets)
         self.name = self._redact(name) if name else self._masked_url
         if isinstance(health_thresholds, Mapping):
             health_thresholds = HealthThresholds.from_mapping(health_thresholds)
@@ -96,6 +97,7 @@ class DatabaseState:
     def _add_secrets(self, settings: Any) -> None:
         """Remember the secrets in ``settings`` (``connect_args``...) so that errors mask them."""
         self._secrets += tuple(s for s in secrets_in(settings) if s not in self._secrets)
+        remember(self._secrets)
 
     def _chained(self, exc: BaseException) -> None:
         """Scrub ``exc`` and the exception being handled before they become a chain's links.
@@ -167,6 +169,16 @@ class DatabaseState:
         self._chained(exc)
         code = f" [SQLSTATE {sqlstate}]" if sqlstate else ""
         return cls(f"{self._redact(str(exc)).strip()}{code}", sqlstate=sqlstate)
+
+    @staticmethod
+    def _statement_type_error(sql: object) -> QueryError:
+        """A statement that is not text (bytes, None...): say what to pass instead."""
+        hint = (
+            "decode it first: sql.decode('utf-8')"
+            if isinstance(sql, (bytes, bytearray))
+            else "pass the SQL text as a str"
+        )
+        return QueryError(f"the statement must be a str, got {type(sql).__name__}; {hint}")
 
     def _health_ok(self, latency_ms: float, pool_info: dict[str, Any]) -> HealthResult:
         return evaluate_health(

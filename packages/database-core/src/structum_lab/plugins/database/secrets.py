@@ -32,6 +32,7 @@ __all__ = [
     "mask_text",
     "mask_url",
     "redact",
+    "remember",
     "scrub_exception",
     "scrub_handled",
     "secret_forms",
@@ -84,11 +85,22 @@ def secrets_in(value: Any, *, key: str = "", depth: int = 0) -> list[str]:
     return found
 
 
+# Secrets of every database object made in this process, for MaskingFilter (log records carry
+# no reference to the database they are about).
+_KNOWN: set[str] = set()
+
+
+def remember(secrets: Iterable[str]) -> None:
+    """Add ``secrets`` to those :class:`MaskingFilter` masks in every record."""
+    _KNOWN.update(s for s in secrets if s)
+
+
 class MaskingFilter(logging.Filter):
     """A logging filter that masks credentials in every record of the logger it is added to.
 
     The database packages build their messages from masked URLs already; this is the last line of
-    defence for driver text passed as a ``%s`` argument.
+    defence for driver text passed as a ``%s`` argument (and it is added to ``psycopg.pool``,
+    whose connection errors quote the host, which may be a piece of a mistyped URL's password).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102 - see the class
@@ -96,7 +108,7 @@ class MaskingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a malformed record is the logging module's business
             return True
-        masked = mask_text(message)
+        masked = mask_text(message, tuple(_KNOWN))
         if masked != message:
             record.msg, record.args = masked, ()
         return True

@@ -53,6 +53,8 @@ _SECRET_KEY = re.compile(_WORDS, re.IGNORECASE)
 # A secret shorter than this is not searched for in free text: it would match ordinary words.
 # Such passwords are still masked wherever their structure shows them (URL, key=value).
 _MIN_SECRET = 3
+# Where URL and keyword-string parsers cut a value.
+_PIECES = re.compile(r"[@:/?#&;=,'\"\s]+")
 
 # libpq connection keywords: in a keyword string an unquoted password runs to the next of them.
 _LIBPQ_KEYWORDS = (
@@ -73,10 +75,19 @@ _DSN_KEY = re.compile(r"([^\s=]+)\s*=\s*")
 # At most two slashes: in "sqlite:///x.db" the third one starts the path (an empty authority).
 _SCHEME = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.\-]*(?P<sep>:/{0,2}|//)")
 # host[:port] items of a URL authority (IPv6 in brackets; libpq allows host1:p1,host2:p2).
-_HOST_PORT = re.compile(r"(?:\[[^\]]*\]|[^:\[\]@]*)(?::\d*)?\Z")
-# ?password=... &sslpassword=... in a URL query string: the value runs to the next "&key=".
+_HOST_PORT = re.compile(r"(?:\[[^\]/]*\]|[A-Za-z0-9_.\-%~]*)(?::\d*)?\Z")
+# What may follow the "@" of a userinfo: hosts (names, IPv4, [IPv6], lists), ports, then a path.
+_HOST_ITEM = r"(?:\[[^\]/]*\]|[A-Za-z0-9_.\-%]*)(?::\d*)?"
+_HOST_AFTER_AT = re.compile(rf"{_HOST_ITEM}(?:,{_HOST_ITEM})*(?:[/?#]|\Z)")
+# ?password=... &sslpassword=... in a URL query string: the value runs to the next "&key=" of a
+# known connection parameter (an unencoded password may itself hold "&x=").
+_QUERY_KEYS = (
+    rf"{_LIBPQ_KEYWORDS}|charset|collation|ssl[\w]*|read_timeout|write_timeout|autocommit"
+    r"|local_infile|unix_socket|init_command|program_name|client_flag|timeout|mode|cache|uri"
+    r"|check_same_thread|driver|database|username|port|server|trusted_connection"
+)
 _QUERY_SECRET = re.compile(
-    rf"[?&;][\w.\-]*(?:{_WORDS})[\w.\-]*=(?P<value>(?:(?!&[\w.\-]+=).)*)",
+    rf"[?&;][\w.\-]*(?:{_WORDS})[\w.\-]*=(?P<value>(?:(?!&(?:{_QUERY_KEYS})=).)*)",
     re.IGNORECASE | re.DOTALL,
 )
 
@@ -176,29 +187,31 @@ def _url_spans(text: str) -> list[tuple[int, int]]:
     ]
     at = rest.rfind("@")
     separator = scheme.group("sep") if scheme else ""
+    authority_form = separator.startswith(":") and separator.count("/") >= 2
+    if at >= 0 and (not authority_form or not _HOST_AFTER_AT.match(rest, at + 1)):
+        # "postgresql:/app:PW@host", "notascheme:PW@host", "app:pw@host", or a last "@" not
+        # followed by a host: nothing says where the password ends, so it runs to the end.
+        # After a bare "name:" the name may be the user ("app:pw@host"): mask all of the rest.
+        colon = rest.find(":") if separator != ":" else -1
+        spans.append((start + colon + 1 if 0 <= colon < at else start, len(text)))
+        return spans
     if at >= 0:
         # The userinfo ends at the LAST "@": a password may hold unencoded "@", "/", "#", "?".
         colon = rest.find(":", 0, at)
         if colon >= 0:
             spans.append((start + colon + 1, start + at))
-        elif separator.endswith(":"):
-            # "app:pw@host" or "notascheme:pw@host": what looked like a scheme is the user.
-            spans.append((start, start + at))
         return spans
-    authority_form = separator.startswith(":") and separator.count("/") >= 2
-    if authority_form:
-        end = min([i for i in (rest.find(c) for c in "/?#") if i >= 0], default=len(rest))
-        if all(_HOST_PORT.match(item) for item in rest[:end].split(",")):
-            return spans  # host:port, no userinfo
-    elif separator and not separator.startswith(":") and ":" not in rest:
-        return spans  # "scheme//host/db": a typo, but nothing that could be a password
-    # Does not parse: everything after the first colon may be a password ("notascheme:PW",
-    # "postgresql:/app:PW", "postgresql://app:PW/db" without a host).
-    colon = rest.find(":")
-    if colon >= 0:
-        spans.append((start + colon + 1, len(text)))
-    elif separator.startswith(":") and not authority_form:
+    if not authority_form and separator:
+        # "notascheme:PW", "postgresql:/app:PW": no host to tell a password from; mask it all.
         spans.append((start, len(text)))
+        return spans
+    end = min([i for i in (rest.find(c) for c in "/?#") if i >= 0], default=len(rest))
+    if all(_HOST_PORT.match(item) for item in rest[:end].split(",")):
+        return spans  # host:port, no userinfo
+    # Does not parse ("postgresql://app:PW/db" without a host): everything after the first
+    # colon may be a password.
+    colon = rest.find(":")
+    spans.append((start + colon + 1 if colon >= 0 else start, len(text)))
     return spans
 
 
@@ -251,8 +264,9 @@ def url_secrets(url: object) -> tuple[str, ...]:
         if value.startswith("'") and value.endswith("'") and len(value) >= 2:
             found.append(value[1:-1].replace("\\'", "'").replace("\\\\", "\\"))
         found.append(unquote(value))
-        # The part before a delimiter may be what a parser took for the password.
-        found += [p for p in re.split(r"[/?#]", value)[:1] if p]
+        # A parser that splits the URL elsewhere (libpq takes the FIRST "@") may show a piece
+        # of the password as a host, a port or a database name.
+        found += [p for p in _PIECES.split(value) if len(p) >= _MIN_SECRET]
     return tuple(dict.fromkeys(s for s in found if s and s != MASK))
 
 
@@ -286,10 +300,15 @@ def _mask_known(text: str, secrets: Iterable[str | None]) -> str:
     for secret in secrets:
         if secret and len(secret.strip()) >= _MIN_SECRET:
             forms.update(secret_forms(secret))
-    for form in sorted(forms, key=len, reverse=True):
-        if form in text:
-            text = text.replace(form, MASK)
-    return text
+    # Every occurrence of every form is found in the original text and masked as one union:
+    # replacing one secret first could cut another (overlapping) one in two halves.
+    spans: list[tuple[int, int]] = []
+    for form in forms:
+        start = text.find(form)
+        while start >= 0:
+            spans.append((start, start + len(form)))
+            start = text.find(form, start + 1)
+    return _apply(text, spans) if spans else text
 
 
 def _mask_text_urls(text: str) -> str:

@@ -10,6 +10,7 @@ options in ``_transactions.py``.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from abc import abstractmethod
 from collections.abc import Mapping
@@ -31,7 +32,8 @@ from structum_lab.plugins.database.errors import (
     QueryError,
 )
 from structum_lab.plugins.database.health import HealthThresholds
-from structum_lab.plugins.database.secrets import mask_url, redact
+from structum_lab.plugins.database.secrets import MaskingFilter, mask_url, redact, url_secrets
+from structum_lab.plugins.database.settings import check_bounds
 
 __all__ = [
     "BAD",
@@ -78,6 +80,22 @@ class ConnectMonitor:
         self.last_error = exc
 
 
+# psycopg_pool logs each failed connection attempt with libpq's text, which can quote a piece of
+# a password that a mistyped URL turned into a host name.
+logging.getLogger("psycopg.pool").addFilter(MaskingFilter())
+
+_QUOTED_PIECE = re.compile(r'"[\s\S]*"')
+
+
+def _unquoted_pieces(message: str) -> str:
+    """The text of a libpq parse error with the pieces it quotes masked (maybe a password's).
+
+    'missing "=" after "b c" in connection info string' keeps its "=" and loses "b c"; the
+    quoted piece may itself hold quotes, so everything from its opening to the last quote goes.
+    """
+    return _QUOTED_PIECE.sub('"***"', message.replace('"="', "\0")).replace("\0", '"="')
+
+
 def normalize_url(url: str, owner: str) -> tuple[str, dict[str, Any]]:
     """Return a libpq conninfo for ``url`` and its parsed parameters.
 
@@ -88,7 +106,8 @@ def normalize_url(url: str, owner: str) -> tuple[str, dict[str, Any]]:
         ConfigurationError: Another database's URL, or one libpq cannot parse.
     """
     if not isinstance(url, str) or not url.strip():
-        raise ConfigurationError(f"{owner} needs a PostgreSQL URL, got {url!r}", key="url")
+        got = "an empty string" if isinstance(url, str) else f"a {type(url).__name__}"
+        raise ConfigurationError(f"{owner} needs a PostgreSQL URL string, got {got}", key="url")
     text = url.strip()
     scheme, sep, rest = text.partition("://")
     if sep:
@@ -104,11 +123,18 @@ def normalize_url(url: str, owner: str) -> tuple[str, dict[str, Any]]:
     try:
         params = conninfo_to_dict(text)
     except psycopg.Error as exc:
-        raise ConfigurationError(
-            f"{owner}: invalid PostgreSQL URL {mask_url(text)!r}: {redact(str(exc))}",
-            key="url",
-        ) from None
-    return text, params
+        failure = str(exc)
+    else:
+        return text, params
+    # Raised outside the except block: libpq's error (and the ones it chains) quote pieces of
+    # the URL, so no link to them is kept, not even as __context__.
+    reason = redact(_unquoted_pieces(failure), url_secrets(text)).strip()
+    raise ConfigurationError(
+        f"{owner}: invalid PostgreSQL URL {mask_url(text)!r}: {reason}; percent-encode "
+        "special characters of a password in a URL (urllib.parse.quote(password, safe='')) "
+        "or quote it in a keyword string (password='...')",
+        key="url",
+    )
 
 
 class PostgresCommon(DatabaseState):
@@ -170,8 +196,7 @@ class PostgresCommon(DatabaseState):
         self._hooks = ConnectionHooks(
             configure=configure, password=password, owner=owner, is_async=self._is_async
         )
-        if isinstance(health_thresholds, Mapping):
-            health_thresholds = HealthThresholds(**health_thresholds)
+        # A Mapping of thresholds is checked by the core (unknown keys, ranges).
         super().__init__(
             url,
             name=name,
@@ -182,6 +207,33 @@ class PostgresCommon(DatabaseState):
             retry_max_backoff=retry_max_backoff,
             retry_timeout=retry_timeout,
         )
+        if connect_args is not None and not isinstance(connect_args, Mapping):
+            raise ConfigurationError(
+                f"{owner}: connect_args must be a mapping such as {{'connect_timeout': 10}}, "
+                f"got a {type(connect_args).__name__}",
+                key="connect_args",
+            )
+        self._add_secrets(connect_args)
+        numbers = {
+            "pool_size": pool_size,
+            "min_size": min_size,
+            "max_size": max_size,
+            "max_overflow": max_overflow,
+            "timeout": timeout,
+            "max_lifetime": max_lifetime,
+            "max_idle": max_idle,
+            "check_idle_seconds": check_idle_seconds,
+            "prepare_threshold": prepare_threshold,
+            "statement_timeout": statement_timeout,
+        }
+        for key, value in numbers.items():
+            if value is None and key in ("max_size", "prepare_threshold", "statement_timeout"):
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ConfigurationError(
+                    f"{owner}: {key} must be a number, got a {type(value).__name__}", key=key
+                )
+            check_bounds(owner, key, value)
 
         def bad(key: str, must: str, value: Any) -> ConfigurationError:
             return ConfigurationError(f"{owner}: {key} must be {must}, got {value!r}", key=key)

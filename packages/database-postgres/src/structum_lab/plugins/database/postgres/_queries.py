@@ -11,6 +11,9 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
+from psycopg.sql import Composable
+
+from structum_lab.plugins.database.base import DatabaseState
 from structum_lab.plugins.database.errors import (
     QueryError,
 )
@@ -96,6 +99,8 @@ def plan_query(sql: Any, params: Any) -> tuple[Any, tuple[int, ...] | None]:
     rewritten. Non-string queries (``psycopg.sql.SQL``, bytes) are psycopg's business.
     """
     if type(sql) is not str:
+        if not isinstance(sql, (bytes, Composable)):
+            raise DatabaseState._statement_type_error(sql)
         return sql, None
     kind = type(params)
     if kind is dict:
@@ -106,7 +111,7 @@ def plan_query(sql: Any, params: Any) -> tuple[Any, tuple[int, ...] | None]:
         return _mapping_sql(sql), None
     if isinstance(params, Sequence) and not isinstance(params, (str, bytes)):
         return _sequence_sql(sql)
-    raise TypeError(
+    raise QueryError(
         f"query parameters must be a mapping (for :name or %(name)s) or a sequence "
         f"(for %s or $1), got {type(params).__name__}"
     )
@@ -168,6 +173,8 @@ def prepare_query(sql: Any, params: Any) -> tuple[Any, Any]:
             raise _missing_key(exc, params, "the parameters have") from None
         return query, ((values,) if single else values)
     if params is None:
+        if type(sql) is not str and not isinstance(sql, (bytes, Composable)):
+            raise DatabaseState._statement_type_error(sql)
         return sql, None
     if type(sql) is str and isinstance(params, Mapping):
         return prepare_query(sql, dict(params))  # any other mapping: as a dict

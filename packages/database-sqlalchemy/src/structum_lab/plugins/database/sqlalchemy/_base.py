@@ -7,9 +7,12 @@ calls; URLs are in ``_urls.py``, errors in ``_errors.py``, transaction options i
 
 from __future__ import annotations
 
+import datetime
 import threading
+import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import sqlalchemy.exc as sa_exc
@@ -30,6 +33,7 @@ from structum_lab.plugins.database.errors import (
 from structum_lab.plugins.database.health import HealthThresholds
 from structum_lab.plugins.database.interfaces import Params
 from structum_lab.plugins.database.params import adapt_params, convert_named
+from structum_lab.plugins.database.settings import check_bounds
 
 from ._errors import (
     _UNAVAILABLE_STATES,
@@ -58,6 +62,7 @@ def _setting(name: str, value: Any, kind: type, minimum: float) -> Any:
     if not ok or isinstance(value, bool) or value < minimum:
         wanted = "an integer" if kind is int else "a number"
         raise ConfigurationError(f"{name} must be {wanted} >= {minimum:g}, got {value!r}", key=name)
+    check_bounds("SQLAlchemyDatabase", name, value)
     return value
 
 
@@ -65,16 +70,73 @@ def _thresholds(value: HealthThresholds | Mapping[str, float] | None) -> HealthT
     if value is None or isinstance(value, HealthThresholds):
         return value
     if isinstance(value, Mapping):
-        try:
-            return HealthThresholds(**dict(value))
-        except TypeError as exc:
-            raise ConfigurationError(
-                f"health_thresholds: {exc}; known keys: degraded_latency_ms, degraded_pool_usage",
-                key="health_thresholds",
-            ) from None
+        return HealthThresholds.from_mapping(value)  # unknown keys and ranges: core's errors
     raise ConfigurationError(
         f"health_thresholds must be a HealthThresholds or a table, got {type(value).__name__}",
         key="health_thresholds",
+    )
+
+
+# Python types PyMySQL/aiomysql turn into SQL literals. Anything else they send as its str()
+# (object() would be stored as "<object object at 0x...>"), so it is refused instead.
+_MYSQL_TYPES = frozenset(
+    {
+        type(None),
+        bool,
+        int,
+        float,
+        Decimal,
+        str,
+        bytes,
+        datetime.date,
+        datetime.datetime,
+        datetime.time,
+        datetime.timedelta,
+    }
+)
+
+
+def _fix_aiomysql_bytes() -> None:
+    """Let aiomysql bind bytes again with PyMySQL >= 1.2.
+
+    aiomysql 0.3 imports ``pymysql.converters.escape_bytes_prefixed``, which PyMySQL 1.2 turned
+    into a placeholder string (PyMySQL issue #1274), so every bytes parameter failed with
+    "'str' object is not callable". No PyMySQL release that works with it is in reach of our
+    version ranges, so the name is pointed back at a function that renders what PyMySQL's own
+    ``escape_bytes`` does. A no-op once aiomysql stops importing it.
+    """
+    import aiomysql.connection  # noqa: PLC0415 - only for the aiomysql driver
+
+    if isinstance(getattr(aiomysql.connection, "escape_bytes_prefixed", None), str):
+        aiomysql.connection.escape_bytes_prefixed = _escape_bytes
+
+
+def _escape_bytes(value: bytes, mapping: Any = None) -> str:
+    return f"_binary X'{value.hex()}'"
+
+
+def _mysql_args(args: Any) -> Any:
+    if isinstance(args, Mapping):
+        return {key: _mysql_value(value, key) for key, value in args.items()}
+    return tuple(_mysql_value(value, index + 1) for index, value in enumerate(args))
+
+
+def _mysql_value(value: Any, name: object) -> Any:
+    """``value`` as PyMySQL binds it correctly, or a QueryError saying what to pass."""
+    kind = type(value)
+    if kind in _MYSQL_TYPES:
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    for base in (bool, int, float, str, Decimal):  # IntEnum, StrEnum and other subclasses
+        if isinstance(value, base):
+            return base(value)
+    raise QueryError(
+        f"parameter {name!r} is a {kind.__name__}, which MySQL/MariaDB cannot store; pass None, "
+        "bool, int, float, Decimal, str, bytes, date, time, datetime, timedelta or UUID "
+        "(convert it yourself, e.g. json.dumps() for a dict)"
     )
 
 
@@ -220,6 +282,14 @@ class SQLAlchemyState(DatabaseState):
             if hooks.static_password is not None:
                 self._add_secrets({"password": hooks.static_password})
                 sa_url = sa_url.set(password=hooks.static_password)
+        connect_args = engine_options.get("connect_args")
+        if connect_args is not None and not isinstance(connect_args, Mapping):
+            raise ConfigurationError(
+                f"connect_args must be a mapping such as {{'connect_timeout': 10}}, got a "
+                f"{type(connect_args).__name__}",
+                key="connect_args",
+            )
+        self._add_secrets(engine_options)  # connect_args={"password": ...} and the like
         kwargs = dict(engine_options)
         kwargs["echo"] = echo
         # We validate idle connections ourselves (_install_idle_ping); SQLAlchemy's pre-ping
@@ -245,10 +315,14 @@ class SQLAlchemyState(DatabaseState):
         self._pool_size = pool_size
         self._max_overflow = max_overflow
         self._engine_any = self._create_engine(sa_url, kwargs)
+        if sa_url.get_driver_name() == "aiomysql":  # importable: the engine was created
+            _fix_aiomysql_bytes()
         sync_engine: Engine = getattr(self._engine_any, "sync_engine", self._engine_any)
         self._sync_engine = sync_engine
         self.dialect_name: str = backend
         """``postgresql``, ``mysql``, ``mariadb``, ``sqlite``, ..."""
+        # PyMySQL/aiomysql send an unknown type as its str(): parameters are checked first.
+        self._mysql = backend in ("mysql", "mariadb")
 
         if pool_pre_ping:
             _install_idle_ping(sync_engine, idle, self._masked_url)
@@ -376,8 +450,20 @@ class SQLAlchemyState(DatabaseState):
         placeholders.
 
         Raises:
-            QueryError: A placeholder has no value, or ``sql`` is not a str.
+            QueryError: A placeholder has no value, ``sql`` is not a str, or (MySQL/MariaDB) a
+                value the driver would store as its ``str()``.
         """
+        self._check_sql(sql)
+        statement, args = self._arrange(sql, params)
+        if self._mysql and args:
+            args = _mysql_args(args)
+        return statement, args
+
+    def _check_sql(self, sql: object) -> None:
+        if type(sql) is not str:
+            raise self._statement_type_error(sql)
+
+    def _arrange(self, sql: str, params: Params) -> tuple[str, Any]:
         if params is None or isinstance(params, Mapping):
             converted = convert_named(sql, self._paramstyle, self.dialect_name)
             mapping = params or {}
@@ -388,10 +474,17 @@ class SQLAlchemyState(DatabaseState):
                     raise _missing_param(exc.args[0]) from None
             return converted.sql, (mapping if isinstance(mapping, dict) else dict(mapping))
         if isinstance(params, (str, bytes)):
-            raise TypeError("params must be a mapping (for :name) or a sequence, not a string")
+            raise QueryError("params must be a mapping (for :name) or a sequence, not a string")
         return sql, tuple(params)
 
     def _prepare_many(self, sql: str, params_seq: Iterable[Params]) -> tuple[str, list[Any]]:
+        self._check_sql(sql)
+        statement, rows = self._arrange_many(sql, params_seq)
+        if self._mysql:
+            rows = [_mysql_args(row) if row else row for row in rows]
+        return statement, rows
+
+    def _arrange_many(self, sql: str, params_seq: Iterable[Params]) -> tuple[str, list[Any]]:
         batch = list(params_seq)
         if not batch:
             return sql, []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import sqlalchemy.exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 
@@ -59,15 +61,19 @@ def resolve_url(url: str, *, is_async: bool) -> URL:
         ConfigurationError: The URL cannot be parsed, its scheme is unknown, or its driver does not
             match the sync/async flavour of the database class.
     """
-    try:
+    parsed: URL | None = None
+    with contextlib.suppress(sa_exc.ArgumentError, ValueError, TypeError):
         parsed = make_url(url)
-    except (sa_exc.ArgumentError, ValueError, TypeError):
+    if parsed is None:
+        # Raised outside the failed parse, so that no exception whose frames hold the URL is
+        # chained to it.
         raise ConfigurationError(
             f"cannot parse the database URL {mask_url(url)!r}; expected "
             "dialect[+driver]://user:password@host:port/dbname, e.g. "
-            "postgresql://app:secret@localhost:5432/app",
+            "postgresql://app:secret@localhost:5432/app (percent-encode special characters "
+            "of the password: urllib.parse.quote(password, safe=''))",
             key="url",
-        ) from None
+        )
     backend, _, driver = parsed.drivername.partition("+")
     backend = _SCHEME_ALIASES.get(backend, backend)
     if not driver and backend in _DEFAULT_DRIVERS:
