@@ -13,6 +13,7 @@ import concurrent.futures
 import functools
 import gc
 import inspect
+import logging
 import random
 import time
 import uuid
@@ -948,3 +949,169 @@ async def test_failing_configure_discards_the_connection_until_fixed(
         assert db.get_pool_info()["checked_out"] == 0
     finally:
         await db.shutdown()
+
+
+# -- connections held too long, dropped, or still out at shutdown ----------------------------
+_LOGGER = "structum_lab.plugins.database"
+
+
+def _messages(caplog: pytest.LogCaptureFixture, level: int, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level and text in r.getMessage()]
+
+
+async def _wait_until(condition: Callable[[], Any], what: str) -> None:
+    """Wait for ``condition`` (a bound: the test fails, never hangs, if it does not happen)."""
+    deadline = time.monotonic() + 20.0
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within 20s")
+        await asleep(0.005)
+
+
+async def test_leak_detection_warns_once_with_the_stack_then_reports_the_return(
+    async_backend: Any, backend_url: Callable[[Any], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=_LOGGER)
+    db = async_backend.make(backend_url(async_backend), leak_detection_threshold=0.05)
+    try:
+        assert db.get_pool_info()["leaked"] == 0
+        async with db.transaction() as conn:
+            await conn.execute("SELECT 1")
+            await _wait_until(
+                lambda: _messages(caplog, logging.WARNING, "leak_detection_threshold=0.05s"),
+                "the leak WARNING",
+            )
+            assert db.get_pool_info()["leaked"] == 1
+        (warning,) = _messages(caplog, logging.WARNING, "leak_detection_threshold")
+        # The stack of the checkout: this test, the line that opened the transaction.
+        assert "test_leak_detection_warns_once_with_the_stack" in warning
+        assert "with db.transaction() as conn:" in warning
+        assert db.get_pool_info()["leaked"] == 0
+        assert len(_messages(caplog, logging.INFO, "was returned after")) == 1
+    finally:
+        await db.shutdown()
+
+
+async def test_a_dropped_connection_is_rolled_back_and_returned(
+    async_db: Any, table: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=_LOGGER)
+    conn = await async_db.get_connection()
+    await _insert(conn, table, "never committed")
+    assert async_db.get_pool_info()["checked_out"] == 1
+    del conn  # dropped without close()
+    gc.collect()
+    await _wait_until(
+        lambda: async_db.get_pool_info()["checked_out"] == 0, "the dropped connection's return"
+    )
+    (message,) = _messages(caplog, logging.WARNING, "dropped without close()")
+    assert "get_connection()" in message
+    assert "test_a_dropped_connection_is_rolled_back_and_returned" in message  # where it was taken
+    assert await _names(async_db, table) == []  # rolled back
+
+
+async def test_shutdown_reports_connections_still_checked_out(
+    async_backend: Any, backend_url: Callable[[Any], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=_LOGGER)
+    db = async_backend.make(backend_url(async_backend))
+    conn = await db.get_connection()
+    try:
+        await conn.execute("SELECT 1")
+        await db.shutdown()
+    finally:
+        await conn.close()
+    (message,) = _messages(caplog, logging.WARNING, "still checked out")
+    assert "1 connection(s)" in message
+    assert "test_shutdown_reports_connections_still_checked_out" in message
+
+
+# -- statement hygiene -------------------------------------------------------------------------
+async def test_sql_with_a_nul_character_is_refused_before_the_driver(
+    async_db: Any, table: str
+) -> None:
+    async with async_db.transaction() as conn:
+        for name in ("a", "b"):
+            await _insert(conn, table, name)
+    # libpq would stop reading at the NUL and run "DELETE FROM <table>": every row gone.
+    for sql in (f"DELETE FROM {table}\x00 WHERE name = 'b'", f"DELETE FROM {table} WHERE \x00"):
+        with pytest.raises(QueryError, match="NUL"):
+            async with async_db.transaction() as conn:
+                await conn.execute(sql)
+        with pytest.raises(QueryError, match="NUL"):
+            async with async_db.transaction() as conn:
+                await conn.executemany(sql, [{}])
+    conn = await async_db.get_connection()
+    try:
+        with pytest.raises(QueryError, match="NUL"):
+            await conn.execute(f"DELETE FROM {table}\x00 WHERE name = :n", {"n": "b"})
+    finally:
+        await conn.close()
+    assert await _names(async_db, table) == ["a", "b"]
+    assert async_db.get_pool_info()["checked_out"] == 0
+
+
+@pytest.mark.parametrize("action", ["commit", "rollback"])
+async def test_commit_and_rollback_belong_to_get_connection(
+    async_db: Any, table: str, action: str
+) -> None:
+    async def ends_it_inside() -> None:
+        async with async_db.transaction() as conn:
+            await _insert(conn, table, "written")
+            await getattr(conn, action)()
+
+    with pytest.raises(DatabaseError, match=rf"conn\.{action}\(\) is not allowed"):
+        await ends_it_inside()
+    assert await _names(async_db, table) == []  # the block rolled back as a whole
+    assert async_db.get_pool_info()["checked_out"] == 0
+
+
+@pytest.mark.parametrize(
+    "statement", ["COMMIT", "  rollback;", "/* done */ END", "BEGIN", "-- x\nSTART TRANSACTION"]
+)
+async def test_transaction_control_sql_inside_a_block_is_refused(
+    async_db: Any, table: str, statement: str
+) -> None:
+    async def runs_it_inside() -> None:
+        async with async_db.transaction() as conn:
+            await _insert(conn, table, "before")
+            await conn.execute(statement)
+
+    # On SQLite a COMMIT here used to make every later statement of the block autocommit.
+    with pytest.raises(QueryError, match="inside a transaction\\(\\) block was refused"):
+        await runs_it_inside()
+    async with async_db.transaction() as conn:
+        async with conn.savepoint():
+            await _insert(conn, table, "savepoint")
+        await conn.execute("SAVEPOINT sp1")  # savepoint statements stay allowed
+        await _insert(conn, table, "rolled back to sp1")
+        await conn.execute("ROLLBACK TO SAVEPOINT sp1")
+        await conn.execute("RELEASE SAVEPOINT sp1")
+    assert await _names(async_db, table) == ["savepoint"]
+
+
+async def test_postgres_multi_statement_text_cannot_commit_either(
+    async_db: Any, async_backend: Any, table: str
+) -> None:
+    if async_backend.dialect != "postgresql":
+        pytest.skip("only PostgreSQL runs several statements from one text")
+
+    async def commits_in_the_text() -> None:
+        async with async_db.transaction() as conn:
+            await _insert(conn, table, "before")
+            await conn.execute("SELECT ';'; /* ; */ COMMIT")
+
+    with pytest.raises(QueryError, match="COMMIT inside a transaction"):
+        await commits_in_the_text()
+    assert await _names(async_db, table) == []
+
+
+async def test_get_connection_owns_its_transaction(async_db: Any, table: str) -> None:
+    conn = await async_db.get_connection()
+    try:
+        await _insert(conn, table, "kept")
+        await conn.execute("COMMIT")  # its caller controls the transaction, SQL included
+        await _insert(conn, table, "dropped")
+    finally:
+        await conn.close()
+    assert await _names(async_db, table) == ["kept"]

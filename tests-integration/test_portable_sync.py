@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import gc
+import logging
 import random
 import time
 import uuid
@@ -899,3 +900,165 @@ def test_failing_configure_discards_the_connection_until_fixed(
         assert db.get_pool_info()["checked_out"] == 0
     finally:
         db.shutdown()
+
+
+# -- connections held too long, dropped, or still out at shutdown ----------------------------
+_LOGGER = "structum_lab.plugins.database"
+
+
+def _messages(caplog: pytest.LogCaptureFixture, level: int, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level and text in r.getMessage()]
+
+
+def _wait_until(condition: Callable[[], Any], what: str) -> None:
+    """Wait for ``condition`` (a bound: the test fails, never hangs, if it does not happen)."""
+    deadline = time.monotonic() + 20.0
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within 20s")
+        sleep(0.005)
+
+
+def test_leak_detection_warns_once_with_the_stack_then_reports_the_return(
+    sync_backend: Any, backend_url: Callable[[Any], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=_LOGGER)
+    db = sync_backend.make(backend_url(sync_backend), leak_detection_threshold=0.05)
+    try:
+        assert db.get_pool_info()["leaked"] == 0
+        with db.transaction() as conn:
+            conn.execute("SELECT 1")
+            _wait_until(
+                lambda: _messages(caplog, logging.WARNING, "leak_detection_threshold=0.05s"),
+                "the leak WARNING",
+            )
+            assert db.get_pool_info()["leaked"] == 1
+        (warning,) = _messages(caplog, logging.WARNING, "leak_detection_threshold")
+        # The stack of the checkout: this test, the line that opened the transaction.
+        assert "test_leak_detection_warns_once_with_the_stack" in warning
+        assert "with db.transaction() as conn:" in warning
+        assert db.get_pool_info()["leaked"] == 0
+        assert len(_messages(caplog, logging.INFO, "was returned after")) == 1
+    finally:
+        db.shutdown()
+
+
+def test_a_dropped_connection_is_rolled_back_and_returned(
+    sync_db: Any, table: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=_LOGGER)
+    conn = sync_db.get_connection()
+    _insert(conn, table, "never committed")
+    assert sync_db.get_pool_info()["checked_out"] == 1
+    del conn  # dropped without close()
+    gc.collect()
+    _wait_until(
+        lambda: sync_db.get_pool_info()["checked_out"] == 0, "the dropped connection's return"
+    )
+    (message,) = _messages(caplog, logging.WARNING, "dropped without close()")
+    assert "get_connection()" in message
+    assert "test_a_dropped_connection_is_rolled_back_and_returned" in message  # where it was taken
+    assert _names(sync_db, table) == []  # rolled back
+
+
+def test_shutdown_reports_connections_still_checked_out(
+    sync_backend: Any, backend_url: Callable[[Any], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=_LOGGER)
+    db = sync_backend.make(backend_url(sync_backend))
+    conn = db.get_connection()
+    try:
+        conn.execute("SELECT 1")
+        db.shutdown()
+    finally:
+        conn.close()
+    (message,) = _messages(caplog, logging.WARNING, "still checked out")
+    assert "1 connection(s)" in message
+    assert "test_shutdown_reports_connections_still_checked_out" in message
+
+
+# -- statement hygiene -------------------------------------------------------------------------
+def test_sql_with_a_nul_character_is_refused_before_the_driver(sync_db: Any, table: str) -> None:
+    with sync_db.transaction() as conn:
+        for name in ("a", "b"):
+            _insert(conn, table, name)
+    # libpq would stop reading at the NUL and run "DELETE FROM <table>": every row gone.
+    for sql in (f"DELETE FROM {table}\x00 WHERE name = 'b'", f"DELETE FROM {table} WHERE \x00"):
+        with pytest.raises(QueryError, match="NUL"), sync_db.transaction() as conn:
+            conn.execute(sql)
+        with pytest.raises(QueryError, match="NUL"), sync_db.transaction() as conn:
+            conn.executemany(sql, [{}])
+    conn = sync_db.get_connection()
+    try:
+        with pytest.raises(QueryError, match="NUL"):
+            conn.execute(f"DELETE FROM {table}\x00 WHERE name = :n", {"n": "b"})
+    finally:
+        conn.close()
+    assert _names(sync_db, table) == ["a", "b"]
+    assert sync_db.get_pool_info()["checked_out"] == 0
+
+
+@pytest.mark.parametrize("action", ["commit", "rollback"])
+def test_commit_and_rollback_belong_to_get_connection(
+    sync_db: Any, table: str, action: str
+) -> None:
+    def ends_it_inside() -> None:
+        with sync_db.transaction() as conn:
+            _insert(conn, table, "written")
+            getattr(conn, action)()
+
+    with pytest.raises(DatabaseError, match=rf"conn\.{action}\(\) is not allowed"):
+        ends_it_inside()
+    assert _names(sync_db, table) == []  # the block rolled back as a whole
+    assert sync_db.get_pool_info()["checked_out"] == 0
+
+
+@pytest.mark.parametrize(
+    "statement", ["COMMIT", "  rollback;", "/* done */ END", "BEGIN", "-- x\nSTART TRANSACTION"]
+)
+def test_transaction_control_sql_inside_a_block_is_refused(
+    sync_db: Any, table: str, statement: str
+) -> None:
+    def runs_it_inside() -> None:
+        with sync_db.transaction() as conn:
+            _insert(conn, table, "before")
+            conn.execute(statement)
+
+    # On SQLite a COMMIT here used to make every later statement of the block autocommit.
+    with pytest.raises(QueryError, match="inside a transaction\\(\\) block was refused"):
+        runs_it_inside()
+    with sync_db.transaction() as conn:
+        with conn.savepoint():
+            _insert(conn, table, "savepoint")
+        conn.execute("SAVEPOINT sp1")  # savepoint statements stay allowed
+        _insert(conn, table, "rolled back to sp1")
+        conn.execute("ROLLBACK TO SAVEPOINT sp1")
+        conn.execute("RELEASE SAVEPOINT sp1")
+    assert _names(sync_db, table) == ["savepoint"]
+
+
+def test_postgres_multi_statement_text_cannot_commit_either(
+    sync_db: Any, sync_backend: Any, table: str
+) -> None:
+    if sync_backend.dialect != "postgresql":
+        pytest.skip("only PostgreSQL runs several statements from one text")
+
+    def commits_in_the_text() -> None:
+        with sync_db.transaction() as conn:
+            _insert(conn, table, "before")
+            conn.execute("SELECT ';'; /* ; */ COMMIT")
+
+    with pytest.raises(QueryError, match="COMMIT inside a transaction"):
+        commits_in_the_text()
+    assert _names(sync_db, table) == []
+
+
+def test_get_connection_owns_its_transaction(sync_db: Any, table: str) -> None:
+    conn = sync_db.get_connection()
+    try:
+        _insert(conn, table, "kept")
+        conn.execute("COMMIT")  # its caller controls the transaction, SQL included
+        _insert(conn, table, "dropped")
+    finally:
+        conn.close()
+    assert _names(sync_db, table) == ["kept"]

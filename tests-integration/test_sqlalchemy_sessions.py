@@ -1,4 +1,5 @@
-"""ORM session classes: ``get_session(session_class=...)`` and the ``session_class`` setting.
+"""ORM sessions: ``get_session(session_class=...)``, the ``session_class`` setting, and sessions
+joining ``transaction()``.
 
 Against real servers (PostgreSQL, MariaDB, SQLite) with both twins: a custom ``Session`` /
 ``AsyncSession`` subclass, SQLModel's sessions (``.exec()``), the default class from the
@@ -7,13 +8,15 @@ constructor and from configuration (an import path), and the errors for a wrong 
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import String, select
+from sqlalchemy import String, event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -209,3 +212,184 @@ def test_wrong_kind_of_session_class_is_a_clear_error(tmp_path: Path) -> None:
         assert db.get_pool_info()["checked_out"] == 0
     finally:
         db.shutdown()
+
+
+# -- sessions inside transaction(): the block decides, whatever the session commits ----------
+# transaction() begins its SQLAlchemy transaction at once, so SQLAlchemy's documented join of an
+# external transaction (Session(bind=conn, join_transaction_mode="create_savepoint")) works, and
+# db.get_session() opened inside the block joins it by itself: the session's commit() releases a
+# SAVEPOINT, and a block that raises leaves nothing. force_rollback() (the testing package's
+# isolated_* fixtures) covers sessions the same way.
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+def db(sync_url: str) -> Iterator[SQLAlchemyDatabase]:
+    database = SQLAlchemyDatabase(sync_url, pool_size=3)
+    try:
+        yield database
+        assert database.get_pool_info()["checked_out"] == 0
+    finally:
+        database.shutdown()
+
+
+@pytest.fixture
+async def adb(async_url: str) -> AsyncIterator[AsyncSQLAlchemyDatabase]:
+    database = AsyncSQLAlchemyDatabase(async_url, pool_size=3)
+    try:
+        yield database
+        assert database.get_pool_info()["checked_out"] == 0
+    finally:
+        await database.shutdown()
+
+
+# -- sync -------------------------------------------------------------------------------------
+def test_sqlalchemy_documented_join_rolls_back_with_the_block(db: SQLAlchemyDatabase) -> None:
+    with pytest.raises(Boom), db.transaction() as conn:  # noqa: PT012
+        session = Session(bind=conn.sqlalchemy_connection, join_transaction_mode="create_savepoint")
+        session.add(Item(name="orm"))
+        session.commit()  # releases a savepoint only
+        session.close()
+        raise Boom
+    assert _names(db) == []
+
+
+def test_get_session_inside_a_transaction_joins_it(db: SQLAlchemyDatabase) -> None:
+    with pytest.raises(Boom), db.transaction() as conn:  # noqa: PT012
+        conn.execute(f"INSERT INTO {_TABLE} (name) VALUES ('core')")
+        with db.get_session(AppSession) as session:
+            session.add(Item(name="orm"))
+            session.commit()
+            # the session sees the block's row: same connection, same transaction
+            assert session.names() == ["core", "orm"]
+        raise Boom
+    assert _names(db) == []
+
+    with db.transaction() as conn:
+        with db.get_session() as session:
+            session.add(Item(name="kept"))
+            session.commit()
+        with db.get_session() as session:
+            session.add(Item(name="session rolled back"))
+            session.flush()
+            session.rollback()  # back to its savepoint; the block goes on
+        conn.execute(f"INSERT INTO {_TABLE} (name) VALUES ('after')")
+    assert _names(db) == ["after", "kept"]
+
+
+def test_get_session_outside_a_transaction_commits_on_its_own(db: SQLAlchemyDatabase) -> None:
+    with db.get_session() as session:
+        session.add(Item(name="alone"))
+        session.commit()
+    assert _names(db) == ["alone"]
+    # another thread's session does not join this thread's transaction
+    with pytest.raises(Boom), db.transaction():  # noqa: PT012
+        thread = threading.Thread(target=_session_insert, args=(db, "other thread"))
+        thread.start()
+        thread.join(30)
+        raise Boom
+    assert _names(db) == ["alone", "other thread"]
+
+
+def _session_insert(db: SQLAlchemyDatabase, name: str) -> None:
+    with db.get_session() as session:
+        session.add(Item(name=name))
+        session.commit()
+
+
+def test_force_rollback_covers_orm_sessions(db: SQLAlchemyDatabase) -> None:
+    with db.force_rollback():
+        _session_insert(db, "same thread")
+        thread = threading.Thread(target=_session_insert, args=(db, "thread"))
+        thread.start()
+        thread.join(30)
+        assert _names(db) == ["same thread", "thread"]
+    assert _names(db) == []
+
+
+def test_eager_begin_adds_no_statement(db: SQLAlchemyDatabase) -> None:
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.split(maxsplit=1)[0].upper())
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with db.transaction() as conn:
+            conn.execute("SELECT 1")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    # SQLite's driver needs the explicit BEGIN (it was sent before too, by the first statement)
+    expected = ["BEGIN", "SELECT"] if db.dialect_name == "sqlite" else ["SELECT"]
+    assert statements == expected
+
+
+# -- async ------------------------------------------------------------------------------------
+async def test_async_documented_join_rolls_back_with_the_block(
+    adb: AsyncSQLAlchemyDatabase,
+) -> None:
+    async def block() -> None:
+        async with adb.transaction() as conn:
+            session = AsyncSession(
+                bind=conn.sqlalchemy_connection, join_transaction_mode="create_savepoint"
+            )
+            session.add(Item(name="orm"))
+            await session.commit()
+            await session.close()
+            raise Boom
+
+    with pytest.raises(Boom):
+        await block()
+    assert await _anames(adb) == []
+
+
+async def test_async_get_session_inside_a_transaction_joins_it(
+    adb: AsyncSQLAlchemyDatabase,
+) -> None:
+    async def block() -> None:
+        async with adb.transaction() as conn:
+            await conn.execute(f"INSERT INTO {_TABLE} (name) VALUES ('core')")
+            async with adb.get_session() as session:
+                session.add(Item(name="orm"))
+                await session.commit()
+                names = await session.scalars(select(Item.name).order_by(Item.name))
+                assert list(names) == ["core", "orm"]
+            raise Boom
+
+    with pytest.raises(Boom):
+        await block()
+    assert await _anames(adb) == []
+
+    async with adb.transaction(), adb.get_session() as session:
+        session.add(Item(name="kept"))
+        await session.commit()
+    assert await _anames(adb) == ["kept"]
+
+
+async def test_async_child_task_session_does_not_join(adb: AsyncSQLAlchemyDatabase) -> None:
+    async def insert(name: str) -> None:
+        async with adb.get_session() as session:
+            session.add(Item(name=name))
+            await session.commit()
+
+    async def block() -> None:
+        async with adb.transaction():
+            await asyncio.create_task(insert("child task"))  # its own connection: commits
+            await insert("same task")  # joins the block: rolled back with it
+            raise Boom
+
+    with pytest.raises(Boom):
+        await block()
+    assert await _anames(adb) == ["child task"]
+
+
+async def test_async_force_rollback_covers_orm_sessions(adb: AsyncSQLAlchemyDatabase) -> None:
+    async with adb.force_rollback():
+        async with adb.get_session() as session:
+            session.add(Item(name="isolated"))
+            await session.commit()
+        assert await _anames(adb) == ["isolated"]
+    assert await _anames(adb) == []

@@ -221,6 +221,18 @@ def test_from_config_rejects_unknown_and_badly_typed_keys(
         PostgresDatabase.from_config()
 
 
+def test_leak_detection_threshold_from_config(
+    use_config: Callable[[dict[str, Any]], None],
+) -> None:
+    assert make().leak_detection_threshold is None  # off by default
+    use_config({"database": {"url": URL, "open": False, "leak_detection_threshold": "1.5"}})
+    assert PostgresDatabase.from_config().leak_detection_threshold == 1.5
+    use_config({"database": {"url": URL, "open": False, "leak_detection_threshold": 0}})
+    with pytest.raises(ConfigurationError, match="leak_detection_threshold") as info:
+        AsyncPostgresDatabase.from_config()
+    assert info.value.key == "leak_detection_threshold"
+
+
 def test_from_config_without_url_names_the_namespace(
     use_config: Callable[[dict[str, Any]], None],
 ) -> None:

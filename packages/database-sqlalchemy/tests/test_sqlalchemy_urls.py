@@ -161,6 +161,8 @@ def test_pool_timeout_error_is_also_sqlalchemy_timeout() -> None:
         ({"pool_recycle": 1.5}, "pool_recycle"),
         ({"pre_ping_idle_seconds": -0.1}, "pre_ping_idle_seconds"),
         ({"health_thresholds": {"nope": 1}}, "health_thresholds"),
+        ({"leak_detection_threshold": 0}, "leak_detection_threshold"),
+        ({"leak_detection_threshold": "soon"}, "leak_detection_threshold"),
     ],
 )
 def test_invalid_settings_fail_with_the_key(kwargs: dict[str, object], key: str) -> None:
@@ -194,6 +196,7 @@ def test_engine_options_reach_create_engine() -> None:
     info = db.get_pool_info()
     assert info == {
         "checked_out": 0,
+        "leaked": 0,
         "available": 0,
         "total": 0,
         "overflow": 0,

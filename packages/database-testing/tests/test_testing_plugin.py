@@ -250,25 +250,67 @@ async def test_5_still_empty(db):
 """
 
 
+SYNC_ORM_ISOLATION = """
+from sqlalchemy import text
+
+T = "{table}"
+
+def count(db):
+    with db.get_session() as session:
+        return session.execute(text(f"SELECT count(*) FROM {{T}}")).scalar()
+
+def test_1_session_commits(db):
+    with db.get_session() as session:
+        session.execute(text(f"INSERT INTO {{T}} (name) VALUES ('orm')"))
+        session.commit()
+    assert count(db) == 1
+
+def test_2_gone(db):
+    assert count(db) == 0
+"""
+
+ASYNC_ORM_ISOLATION = """
+from sqlalchemy import text
+
+T = "{table}"
+
+async def count(db):
+    async with db.get_session() as session:
+        return (await session.execute(text(f"SELECT count(*) FROM {{T}}"))).scalar()
+
+async def test_1_session_commits(db):
+    async with db.get_session() as session:
+        await session.execute(text(f"INSERT INTO {{T}} (name) VALUES ('orm')"))
+        await session.commit()
+    assert await count(db) == 1
+
+async def test_2_gone(db):
+    assert await count(db) == 0
+"""
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "case",
     [
-        ("isolated_sqlalchemy_db", SYNC_ISOLATION),
-        ("isolated_postgres_db", SYNC_ISOLATION),
-        ("async_isolated_sqlalchemy_db", ASYNC_ISOLATION),
-        ("async_isolated_postgres_db", ASYNC_ISOLATION),
+        ("isolated_sqlalchemy_db", SYNC_ISOLATION, 5),
+        ("isolated_postgres_db", SYNC_ISOLATION, 5),
+        ("async_isolated_sqlalchemy_db", ASYNC_ISOLATION, 5),
+        ("async_isolated_postgres_db", ASYNC_ISOLATION, 5),
+        # ORM sessions are covered too: they join the outer transaction
+        ("isolated_sqlalchemy_db", SYNC_ORM_ISOLATION, 2),
+        ("async_isolated_sqlalchemy_db", ASYNC_ORM_ISOLATION, 2),
     ],
-    ids=lambda case: case[0],
+    ids=lambda case: f"{case[0]}{'-orm' if case[2] == 2 else ''}",
 )
 def test_isolation_really_isolates(
     pytester: pytest.Pytester,
     inner_pytest: Run,
     postgres_url: str,
     scratch_table: str,
-    case: tuple[str, str],
+    case: tuple[str, str, int],
 ) -> None:
-    fixture, source = case
+    fixture, source, tests = case
     pytester.makeconftest(
         f"""
         import pytest
@@ -280,7 +322,7 @@ def test_isolation_really_isolates(
     )
     pytester.makepyfile(test_isolation=source.format(table=scratch_table))
     result = inner_pytest("-v", f"--structum-db-url={postgres_url}", "--structum-db-require")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=tests)
 
 
 LEAK = """

@@ -7,9 +7,10 @@ A backend subclasses :class:`AsyncDatabaseBase` and supplies ``_begin()``, ``_en
 
 from __future__ import annotations
 
+import asyncio
 import time
 from abc import abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from types import TracebackType
@@ -57,6 +58,8 @@ class _AsyncTransaction(Generic[AC]):
             db._check_open()  # raises DatabaseClosedError
         options = self._options
         conn = await (db._begin(**options) if options else db._begin())
+        if db.leak_detection_threshold is not None:
+            db._checkouts.track(conn, "transaction()")
         self._conn = conn
         self._token = db._active.set((conn, owner))
         return conn
@@ -101,6 +104,25 @@ class AsyncDatabaseBase(DatabaseState, AsyncDatabaseInterface, Generic[AC]):
     async def _probe(self) -> None:
         """One round trip to the server on a pooled connection (raises when it fails)."""
 
+    def _reclaimer(self, conn: AC) -> Callable[[], Any] | None:
+        """What rolls back and returns ``conn`` if its caller drops it (None: nothing to do).
+
+        The callable must not refer to ``conn`` (it runs once ``conn`` is garbage).
+        """
+        return None
+
+    def _after_fork(self) -> None:
+        # The forking thread (or task) may be inside a transaction() block (or force_rollback()):
+        # that connection is the parent's. Here it becomes unusable, and a new transaction()
+        # starts on a fresh connection instead of nesting into it.
+        super()._after_fork()
+        active = self._active.get()
+        if active is not None:
+            self._disown(active[0])
+            self._active.set(None)
+        if self._pinned is not None:
+            self._disown(self._pinned)
+
     # -- shared behaviour --------------------------------------------------------------------
     def _joinable(self, owner: AsyncOwner | None = None) -> AC | None:
         """The connection a new ``transaction()`` of ``owner`` (default: the caller) joins.
@@ -139,6 +161,27 @@ class AsyncDatabaseBase(DatabaseState, AsyncDatabaseInterface, Generic[AC]):
         if isolation_level is not None or read_only or timeout is not None:
             options.update(isolation_level=isolation_level, read_only=read_only, timeout=timeout)
         return _AsyncTransaction(self, options)
+
+    async def get_connection(self) -> AC:
+        """Check out a connection; ``commit()``/``rollback()`` it, then ``close()`` it.
+
+        A connection dropped without ``close()`` is rolled back and returned to the pool when it
+        is garbage collected, with a WARNING naming where it was taken.
+
+        Raises:
+            PoolTimeoutError: No connection became free in time.
+            DatabaseUnavailableError: The database cannot be reached.
+            DatabaseClosedError: After ``shutdown()``.
+        """
+        self._check_open()
+        conn = await self._begin()
+        conn._manual = True
+        if True:  # ASYNC: a dropped connection is returned on the loop it belongs to
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        else:
+            loop = None
+        self._checkouts.handout(conn, self._reclaimer(conn), loop)
+        return conn
 
     @asynccontextmanager
     async def force_rollback(self) -> AsyncIterator[AC]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
@@ -59,6 +59,8 @@ class _Transaction(Generic[AC]):
             db._check_open()  # raises DatabaseClosedError
         options = self._options
         conn = db._begin(**options) if options else db._begin()
+        if db.leak_detection_threshold is not None:
+            db._checkouts.track(conn, "transaction()")
         self._conn = conn
         self._token = db._active.set((conn, owner))
         return conn
@@ -103,6 +105,25 @@ class SyncDatabaseBase(DatabaseState, DatabaseInterface, Generic[AC]):
     def _probe(self) -> None:
         """One round trip to the server on a pooled connection (raises when it fails)."""
 
+    def _reclaimer(self, conn: AC) -> Callable[[], Any] | None:
+        """What rolls back and returns ``conn`` if its caller drops it (None: nothing to do).
+
+        The callable must not refer to ``conn`` (it runs once ``conn`` is garbage).
+        """
+        return None
+
+    def _after_fork(self) -> None:
+        # The forking thread (or task) may be inside a transaction() block (or force_rollback()):
+        # that connection is the parent's. Here it becomes unusable, and a new transaction()
+        # starts on a fresh connection instead of nesting into it.
+        super()._after_fork()
+        active = self._active.get()
+        if active is not None:
+            self._disown(active[0])
+            self._active.set(None)
+        if self._pinned is not None:
+            self._disown(self._pinned)
+
     # -- shared behaviour --------------------------------------------------------------------
     def _joinable(self, owner: Owner | None = None) -> AC | None:
         """The connection a new ``transaction()`` of ``owner`` (default: the caller) joins.
@@ -141,6 +162,24 @@ class SyncDatabaseBase(DatabaseState, DatabaseInterface, Generic[AC]):
         if isolation_level is not None or read_only or timeout is not None:
             options.update(isolation_level=isolation_level, read_only=read_only, timeout=timeout)
         return _Transaction(self, options)
+
+    def get_connection(self) -> AC:
+        """Check out a connection; ``commit()``/``rollback()`` it, then ``close()`` it.
+
+        A connection dropped without ``close()`` is rolled back and returned to the pool when it
+        is garbage collected, with a WARNING naming where it was taken.
+
+        Raises:
+            PoolTimeoutError: No connection became free in time.
+            DatabaseUnavailableError: The database cannot be reached.
+            DatabaseClosedError: After ``shutdown()``.
+        """
+        self._check_open()
+        conn = self._begin()
+        conn._manual = True
+        loop = None
+        self._checkouts.handout(conn, self._reclaimer(conn), loop)
+        return conn
 
     @contextmanager
     def force_rollback(self) -> Iterator[AC]:

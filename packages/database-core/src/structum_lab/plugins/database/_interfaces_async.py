@@ -68,6 +68,11 @@ class AsyncConnection(ABC):
 
     __module__ = PUBLIC_MODULE
 
+    # Set by the database: True for a get_connection() connection (its caller commits), and the
+    # leak detector's record while the connection is watched.
+    _manual = False
+    _ticket: Any = None
+
     @abstractmethod
     async def execute(self, sql: str, params: Params = None) -> AsyncResult:
         """Run one statement; ``:name`` placeholders take a mapping."""

@@ -70,6 +70,11 @@ class Connection(ABC):
 
     __module__ = PUBLIC_MODULE
 
+    # Set by the database: True for a get_connection() connection (its caller commits), and the
+    # leak detector's record while the connection is watched.
+    _manual = False
+    _ticket: Any = None
+
     @abstractmethod
     def execute(self, sql: str, params: Params = None) -> Result:
         """Run one statement; ``:name`` placeholders take a mapping."""

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from typing import Any
 
+from ._checkouts import CheckoutTracker, leak_threshold, register_database
 from ._retry import DEFAULT_POLICY, RetryPolicy
 from .errors import (
     CommitOutcomeUnknownError,
@@ -32,10 +33,12 @@ logger.addFilter(MaskingFilter())
 
 
 class DatabaseState:
-    """Name, masked URL, closed flag, health thresholds, retry policy and error wording.
+    """Name, masked URL, closed flag, health thresholds, retry policy, checkouts and error wording.
 
-    Shared by both twins of every backend. ``max_waiting`` (0: no limit) and the ``retry*``
-    options are checked here once; each backend applies ``max_waiting`` to its own pool.
+    Shared by both twins of every backend. ``max_waiting`` (0: no limit), the ``retry*``
+    options and ``leak_detection_threshold`` are checked here once; each backend applies
+    ``max_waiting`` to its own pool and reports its connections back (``_ticket``, see
+    ``_checkouts.py``).
     """
 
     backend_name: str = "database"
@@ -53,6 +56,7 @@ class DatabaseState:
         retry_backoff: float = DEFAULT_POLICY.backoff,
         retry_max_backoff: float = DEFAULT_POLICY.max_backoff,
         retry_timeout: float = DEFAULT_POLICY.timeout,
+        leak_detection_threshold: float | None = None,
     ) -> None:
         self._masked_url = mask_url(url)
         self._secrets: tuple[str, ...] = tuple(secrets_in(url))
@@ -76,6 +80,9 @@ class DatabaseState:
             max_backoff=retry_max_backoff,
             timeout=retry_timeout,
         )
+        self.leak_detection_threshold = leak_threshold(leak_detection_threshold, owner)
+        self._checkouts = CheckoutTracker(self._masked_url, self.leak_detection_threshold)
+        register_database(self)
 
     @property
     def url(self) -> str:
@@ -113,6 +120,31 @@ class DatabaseState:
                 f"the database {self._masked_url!r} is shut down; create a new "
                 f"{type(self).__name__} to connect again"
             )
+
+    def _report_unreturned(self, checked_out: int) -> None:
+        """Log, at shutdown, the connections still checked out and where they were taken."""
+        if checked_out <= 0:
+            return
+        known = self._checkouts.outstanding()
+        places = "".join(f"\n  - {ticket.describe()}" for ticket in known)
+        logger.warning(
+            "%s shut down with %d connection(s) still checked out; each is closed when it comes "
+            "back%s",
+            self._masked_url,
+            checked_out,
+            f". Taken by:{places}" if places else "",
+        )
+
+    def _after_fork(self) -> None:
+        """In a child process after ``os.fork()``: forget what belongs to the parent.
+
+        Backends extend it to replace their pool (without closing the parent's connections).
+        """
+        for conn in self._checkouts.forget_inherited():
+            self._disown(conn)
+
+    def _disown(self, conn: Any) -> None:
+        """In a forked child: make an inherited ``get_connection()`` connection unusable here."""
 
     def _pool_timeout_error(
         self,

@@ -52,6 +52,7 @@ __all__ = [
     "convert_for_psycopg",
     "convert_named",
     "find_named_placeholders",
+    "statement_starts",
     "unencodable_error",
 ]
 
@@ -86,6 +87,7 @@ _PG = re.compile(
           | (?P<tag>{_PG_TAG})\$[\s\S]*?(?:\$(?P=tag)\$|\Z))  #   $tag$ ... $tag$
     | {_PLACEHOLDER}
     | %(?:%|(?P<psy>(?:\([^)'"\n]+\))?[sbt]))             # psycopg's %s, %(name)s (not %%)
+    | (?P<semi>;)                                         # end of a statement (several per text)
     """,
     re.VERBOSE,
 )
@@ -131,6 +133,7 @@ class _Lexed(NamedTuple):
     named: tuple[tuple[int, int, str], ...]  # (start, end, name) of each :name
     numbered: tuple[tuple[int, int, int], ...]  # (start, end, n) of each $n (PostgreSQL)
     psycopg: bool  # a %s / %(name)s placeholder outside literals and comments (PostgreSQL)
+    ends: tuple[int, ...]  # offsets just past each ``;`` that ends a statement (PostgreSQL)
 
 
 def _name_end(sql: str, end: int) -> int:
@@ -161,6 +164,7 @@ def _lex(sql: str, dialect: str) -> _Lexed:
     named: list[tuple[int, int, str]] = []
     numbered: list[tuple[int, int, int]] = []
     psycopg = False
+    ends: list[int] = []
     pos = 0
     search = pattern.search
     while (match := search(sql, pos)) is not None:
@@ -183,7 +187,9 @@ def _lex(sql: str, dialect: str) -> _Lexed:
             numbered.append((match.start(), pos, int(match.group("num"))))
         elif kind == "psy":
             psycopg = True
-    return _Lexed(tuple(named), tuple(numbered), psycopg)
+        elif kind == "semi":
+            ends.append(pos)
+    return _Lexed(tuple(named), tuple(numbered), psycopg, tuple(ends))
 
 
 def _splice(
@@ -311,6 +317,18 @@ def convert_dollar_numeric(sql: str) -> ConvertedSQL:
         raise QueryError("the statement uses $0; positional parameters are numbered from $1")
     converted = _splice(sql, spans, ["%s"] * len(spans), True)
     return ConvertedSQL(converted, tuple(n - 1 for _, _, n in spans), True)
+
+
+def statement_starts(sql: str) -> tuple[int, ...]:
+    """Where the second and later statements of a PostgreSQL text start (past each ``;``).
+
+    psycopg runs every statement of a text sent without parameters; the ``;`` inside literals,
+    quoted identifiers, comments and dollar-quoted bodies are not statement ends.
+
+    Raises:
+        QueryError: ``sql`` is not a str or cannot be encoded as UTF-8.
+    """
+    return _lex(sql, "postgresql").ends
 
 
 def unencodable_error(exc: UnicodeError) -> QueryError:

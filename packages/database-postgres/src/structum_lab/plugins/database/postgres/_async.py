@@ -8,8 +8,10 @@ This file is the source of both twins: ``_sync.py`` is generated from it by
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
 from inspect import isawaitable
 from types import TracebackType
 from typing import Any, ClassVar, cast
@@ -22,6 +24,11 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRe
 from typing_extensions import Self
 
 from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetupError
+from structum_lab.plugins.database._statements import (
+    check_statement,
+    control_statement_error,
+    manual_only_error,
+)
 from structum_lab.plugins.database.base import AsyncDatabaseBase
 from structum_lab.plugins.database.errors import DatabaseError
 from structum_lab.plugins.database.interfaces import AsyncConnection, AsyncResult, Params, Row
@@ -62,6 +69,7 @@ class _AsyncRawConnection(psycopg.AsyncConnection[DictRow]):
     _structum_idle_since: float = 0.0
     _structum_monitor: ClassVar[ConnectMonitor]
     _structum_hooks: ClassVar[ConnectionHooks]
+    _structum_raws: ClassVar[weakref.WeakSet[Any]]  # every connection of the pool (for fork)
 
     @classmethod
     async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
@@ -84,6 +92,7 @@ class _AsyncRawConnection(psycopg.AsyncConnection[DictRow]):
             raise
         cls._structum_monitor.ok()
         conn._structum_idle_since = time.monotonic()
+        cls._structum_raws.add(conn)
         return conn
 
     @staticmethod
@@ -267,6 +276,9 @@ class AsyncPostgresConnection(AsyncConnection):
         raw = self._raw
         if raw is None:
             raise returned_error()
+        control = check_statement(sql, True)
+        if control is not None and not self._manual:
+            raise control_statement_error(control)
         sql, params = prepare_query(sql, params)
         db = self._db
         if db.echo:
@@ -320,6 +332,9 @@ class AsyncPostgresConnection(AsyncConnection):
         raw = self._raw
         if raw is None:
             raise returned_error()
+        control = check_statement(sql)
+        if control is not None and not self._manual:
+            raise control_statement_error(control)
         planned = plan_batch(sql, params_seq)
         if planned is None:
             return AsyncBufferedResult((), rowcount=0)
@@ -372,11 +387,14 @@ class AsyncPostgresConnection(AsyncConnection):
         return raw
 
     async def commit(self) -> None:
-        """Commit; the next statement starts a new transaction (with the same options).
+        """Commit; the next statement starts a new transaction (``get_connection()`` only).
 
         Raises:
+            DatabaseError: On a connection of a ``transaction()`` block, which commits itself.
             CommitOutcomeUnknownError: The connection was lost during COMMIT.
         """
+        if not self._manual:
+            raise manual_only_error("commit")
         raw = self._checked()
         sent = raw.pgconn.status != BAD  # not raw.closed (broken implies it), without a call
         try:
@@ -389,7 +407,14 @@ class AsyncPostgresConnection(AsyncConnection):
             raise self._db._translate(exc, raw) from exc
 
     async def rollback(self) -> None:
-        """Roll back the current transaction."""
+        """Roll back the current transaction (``get_connection()`` only).
+
+        Raises:
+            DatabaseError: On a connection of a ``transaction()`` block (raise an exception to
+                roll it back).
+        """
+        if not self._manual:
+            raise manual_only_error("rollback")
         raw = self._checked()
         try:
             await raw.rollback()
@@ -523,7 +548,11 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             type(
                 "AsyncPostgresRawConnection",
                 (_AsyncRawConnection,),
-                {"_structum_monitor": self._monitor, "_structum_hooks": self._hooks},
+                {
+                    "_structum_monitor": self._monitor,
+                    "_structum_hooks": self._hooks,
+                    "_structum_raws": self._raws,
+                },
             ),
         )
         if True:  # ASYNC: psycopg_pool deprecates opening an async pool in its constructor
@@ -615,6 +644,10 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
 
     async def _release(self, raw: _AsyncRawConnection, autocommit: bool) -> None:
         """Give ``raw`` back to the pool, in manual-commit mode again if it was switched."""
+        try:
+            self._out.remove(raw)
+        except KeyError:
+            return  # checked out by the parent process before a fork: never ours to give back
         if autocommit:
             try:
                 await raw.set_autocommit(False)
@@ -623,7 +656,6 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
                 logger.info("closing a connection that could not be reset: %s", exc)
                 await raw.close()
         raw._structum_idle_since = time.monotonic()
-        self._out.discard(raw)
         await self._pool.putconn(raw)
 
     # -- AsyncDatabaseBase hooks ------------------------------------------------------------
@@ -658,6 +690,9 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         if raw is None:
             return  # already given back (close() inside the block)
         conn._raw = None
+        ticket = conn._ticket
+        if ticket is not None:
+            ticket.checkin(conn)
         try:
             if conn._pipeline_cm is not None:
                 await self._end_pipeline(conn, raw, commit=commit)
@@ -679,7 +714,10 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
                 await self._release(raw, True)
             else:  # ``_release()`` inlined: the common case, once per transaction
                 raw._structum_idle_since = time.monotonic()
-                self._out.discard(raw)
+                try:
+                    self._out.remove(raw)
+                except KeyError:
+                    return  # checked out by the parent process before a fork (see _release)
                 await self._pool.putconn(raw)
 
     async def _end_pipeline(
@@ -739,6 +777,8 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         """
         if self._closed:
             self._check_open()
+        # Outside a transaction: a COMMIT here would be harmless, but not a NUL.
+        check_statement(sql, True)
         sql, params = prepare_query(sql, params)
         if self.echo:
             self._log_statement(sql, params)
@@ -793,16 +833,16 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             return await super().execute(sql, params)
         return await self._single(sql, params, 0)  # type: ignore[no-any-return]
 
-    async def get_connection(self) -> AsyncPostgresConnection:
-        """Check out a connection; the caller must ``commit()``/``rollback()`` and ``close()`` it.
+    def _reclaimer(self, conn: AsyncPostgresConnection) -> Callable[[], Any] | None:
+        raw = conn._raw
+        return None if raw is None else partial(self._reclaim, raw)
 
-        Raises:
-            PoolTimeoutError: No connection became free within ``timeout``.
-            DatabaseUnavailableError: The database cannot be reached.
-            DatabaseClosedError: After ``shutdown()``.
-        """
-        self._check_open()
-        return await self._begin()
+    async def _reclaim(self, raw: _AsyncRawConnection) -> None:
+        """Roll back and return a dropped ``get_connection()`` connection (see core)."""
+        await self._end(AsyncPostgresConnection(self, raw), commit=False)
+
+    def _disown(self, conn: Any) -> None:
+        conn._raw = None  # inherited across fork: using or closing it here must do nothing
 
     async def shutdown(self, timeout: float = 5.0) -> None:
         """Close the pool: idle connections now, checked-out ones when they come back.
@@ -813,4 +853,5 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         if self._closed:
             return
         self._closed = True
+        self._report_unreturned(len(self._out))
         await self._pool.close(timeout=timeout)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import weakref
 from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -22,6 +23,7 @@ from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool.base import BasePool
 
+from structum_lab.plugins.database._checkouts import blind_socket, keep_inherited
 from structum_lab.plugins.database._hooks import ConfigureHook, ConnectionHooks, PasswordSource
 from structum_lab.plugins.database._retry import DEFAULT_POLICY
 from structum_lab.plugins.database.base import DatabaseState
@@ -184,6 +186,7 @@ class PostgresCommon(DatabaseState):
         retry_timeout: float = DEFAULT_POLICY.timeout,
         configure: ConfigureHook | str | None = None,
         password: PasswordSource | None = None,
+        leak_detection_threshold: float | None = None,
     ) -> None:
         owner = type(self).__name__
         conninfo, url_params = normalize_url(url, owner)
@@ -206,6 +209,7 @@ class PostgresCommon(DatabaseState):
             retry_backoff=retry_backoff,
             retry_max_backoff=retry_max_backoff,
             retry_timeout=retry_timeout,
+            leak_detection_threshold=leak_detection_threshold,
         )
         if connect_args is not None and not isinstance(connect_args, Mapping):
             raise ConfigurationError(
@@ -310,6 +314,8 @@ class PostgresCommon(DatabaseState):
         self._monitor = ConnectMonitor()
         # Raw connections currently checked out (set.add/discard are atomic under the GIL).
         self._out: set[Any] = set()
+        # Every connection the pool opened (added once per connect): what a forked child drops.
+        self._raws: weakref.WeakSet[Any] = weakref.WeakSet()
         # Connections idle since before this instant are validated even inside the idle window:
         # set when a connection is found dead, as a dead server kills every pooled connection.
         self._suspect_before = 0.0
@@ -320,6 +326,31 @@ class PostgresCommon(DatabaseState):
     @abstractmethod
     def _create_pool(self, *, open_now: bool) -> BasePool:
         """Build the twin's psycopg_pool pool (opening it now when ``open_now`` and possible)."""
+
+    def _after_fork(self) -> None:
+        """In a forked child: a new pool; the parent's connections are never used or closed.
+
+        Closing them would send libpq's Terminate on sockets the parent still uses; they are
+        kept referenced until exit instead, and this process's copies of their sockets are
+        swapped for ``/dev/null`` so a stray use fails here rather than talking on the parent's
+        session. The new pool opens on first use, in this process.
+        """
+        super()._after_fork()
+        inherited = list(self._raws)
+        keep_inherited(self._pool, *inherited)
+        for raw in inherited:
+            try:
+                fd = raw.pgconn.socket
+            except psycopg.Error:
+                continue  # already closed: no socket to drop
+            blind_socket(fd)
+        self._raws = weakref.WeakSet()
+        self._out = set()
+        self._monitor = ConnectMonitor()
+        self._suspect_before = 0.0
+        self._pool_open = False
+        if not self._closed:
+            self._pool = self._create_pool(open_now=False)
 
     def _pool_arguments(self, connection_class: type[Any]) -> dict[str, Any]:
         return {
@@ -405,6 +436,7 @@ class PostgresCommon(DatabaseState):
         total = stats.get("pool_size", 0) if self._pool_open and not self._closed else 0
         return {
             "checked_out": len(self._out),
+            "leaked": self._checkouts.leaked,
             "available": stats.get("pool_available", 0),
             "total": total,
             "overflow": max(0, total - self.pool_size),

@@ -10,8 +10,10 @@ This file is the source of both twins: ``_sync.py`` is generated from it by
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from types import TracebackType
 from typing import Any, ClassVar, cast
 
@@ -23,6 +25,11 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout, TooManyRequest
 from typing_extensions import Self
 
 from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetupError
+from structum_lab.plugins.database._statements import (
+    check_statement,
+    control_statement_error,
+    manual_only_error,
+)
 from structum_lab.plugins.database.base import SyncDatabaseBase
 from structum_lab.plugins.database.interfaces import Connection, Params, Result, Row
 from structum_lab.plugins.database.params import unencodable_error
@@ -62,6 +69,7 @@ class _RawConnection(psycopg.Connection[DictRow]):
     _structum_idle_since: float = 0.0
     _structum_monitor: ClassVar[ConnectMonitor]
     _structum_hooks: ClassVar[ConnectionHooks]
+    _structum_raws: ClassVar[weakref.WeakSet[Any]]  # every connection of the pool (for fork)
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
@@ -84,6 +92,7 @@ class _RawConnection(psycopg.Connection[DictRow]):
             raise
         cls._structum_monitor.ok()
         conn._structum_idle_since = time.monotonic()
+        cls._structum_raws.add(conn)
         return conn
 
     @staticmethod
@@ -248,6 +257,9 @@ class PostgresConnection(Connection):
         raw = self._raw
         if raw is None:
             raise returned_error()
+        control = check_statement(sql, True)
+        if control is not None and not self._manual:
+            raise control_statement_error(control)
         sql, params = prepare_query(sql, params)
         db = self._db
         if db.echo:
@@ -301,6 +313,9 @@ class PostgresConnection(Connection):
         raw = self._raw
         if raw is None:
             raise returned_error()
+        control = check_statement(sql)
+        if control is not None and not self._manual:
+            raise control_statement_error(control)
         planned = plan_batch(sql, params_seq)
         if planned is None:
             return BufferedResult((), rowcount=0)
@@ -353,11 +368,14 @@ class PostgresConnection(Connection):
         return raw
 
     def commit(self) -> None:
-        """Commit; the next statement starts a new transaction (with the same options).
+        """Commit; the next statement starts a new transaction (``get_connection()`` only).
 
         Raises:
+            DatabaseError: On a connection of a ``transaction()`` block, which commits itself.
             CommitOutcomeUnknownError: The connection was lost during COMMIT.
         """
+        if not self._manual:
+            raise manual_only_error("commit")
         raw = self._checked()
         sent = raw.pgconn.status != BAD  # not raw.closed (broken implies it), without a call
         try:
@@ -370,7 +388,14 @@ class PostgresConnection(Connection):
             raise self._db._translate(exc, raw) from exc
 
     def rollback(self) -> None:
-        """Roll back the current transaction."""
+        """Roll back the current transaction (``get_connection()`` only).
+
+        Raises:
+            DatabaseError: On a connection of a ``transaction()`` block (raise an exception to
+                roll it back).
+        """
+        if not self._manual:
+            raise manual_only_error("rollback")
         raw = self._checked()
         try:
             raw.rollback()
@@ -502,7 +527,11 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             type(
                 "PostgresRawConnection",
                 (_RawConnection,),
-                {"_structum_monitor": self._monitor, "_structum_hooks": self._hooks},
+                {
+                    "_structum_monitor": self._monitor,
+                    "_structum_hooks": self._hooks,
+                    "_structum_raws": self._raws,
+                },
             ),
         )
         pool: ConnectionPool[_RawConnection] = ConnectionPool(
@@ -591,6 +620,10 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
 
     def _release(self, raw: _RawConnection, autocommit: bool) -> None:
         """Give ``raw`` back to the pool, in manual-commit mode again if it was switched."""
+        try:
+            self._out.remove(raw)
+        except KeyError:
+            return  # checked out by the parent process before a fork: never ours to give back
         if autocommit:
             try:
                 raw.set_autocommit(False)
@@ -599,7 +632,6 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
                 logger.info("closing a connection that could not be reset: %s", exc)
                 raw.close()
         raw._structum_idle_since = time.monotonic()
-        self._out.discard(raw)
         self._pool.putconn(raw)
 
     # -- SyncDatabaseBase hooks ------------------------------------------------------------
@@ -634,6 +666,9 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         if raw is None:
             return  # already given back (close() inside the block)
         conn._raw = None
+        ticket = conn._ticket
+        if ticket is not None:
+            ticket.checkin(conn)
         try:
             if conn._pipeline_cm is not None:
                 self._end_pipeline(conn, raw, commit=commit)
@@ -655,7 +690,10 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
                 self._release(raw, True)
             else:  # ``_release()`` inlined: the common case, once per transaction
                 raw._structum_idle_since = time.monotonic()
-                self._out.discard(raw)
+                try:
+                    self._out.remove(raw)
+                except KeyError:
+                    return  # checked out by the parent process before a fork (see _release)
                 self._pool.putconn(raw)
 
     def _end_pipeline(self, conn: PostgresConnection, raw: _RawConnection, *, commit: bool) -> None:
@@ -713,6 +751,8 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         """
         if self._closed:
             self._check_open()
+        # Outside a transaction: a COMMIT here would be harmless, but not a NUL.
+        check_statement(sql, True)
         sql, params = prepare_query(sql, params)
         if self.echo:
             self._log_statement(sql, params)
@@ -767,16 +807,16 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             return super().execute(sql, params)
         return self._single(sql, params, 0)  # type: ignore[no-any-return]
 
-    def get_connection(self) -> PostgresConnection:
-        """Check out a connection; the caller must ``commit()``/``rollback()`` and ``close()`` it.
+    def _reclaimer(self, conn: PostgresConnection) -> Callable[[], Any] | None:
+        raw = conn._raw
+        return None if raw is None else partial(self._reclaim, raw)
 
-        Raises:
-            PoolTimeoutError: No connection became free within ``timeout``.
-            DatabaseUnavailableError: The database cannot be reached.
-            DatabaseClosedError: After ``shutdown()``.
-        """
-        self._check_open()
-        return self._begin()
+    def _reclaim(self, raw: _RawConnection) -> None:
+        """Roll back and return a dropped ``get_connection()`` connection (see core)."""
+        self._end(PostgresConnection(self, raw), commit=False)
+
+    def _disown(self, conn: Any) -> None:
+        conn._raw = None  # inherited across fork: using or closing it here must do nothing
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Close the pool: idle connections now, checked-out ones when they come back.
@@ -787,4 +827,5 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         if self._closed:
             return
         self._closed = True
+        self._report_unreturned(len(self._out))
         self._pool.close(timeout=timeout)

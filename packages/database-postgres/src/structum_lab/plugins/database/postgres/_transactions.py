@@ -137,8 +137,9 @@ def savepoint_name(name: str | None, counter: int) -> str:
 def returned_error() -> DatabaseError:
     """The error for using a connection after it went back to the pool."""
     return DatabaseError(
-        "this connection was already given back to the pool (its transaction() block ended or "
-        "close() was called); open a new transaction() or get_connection()"
+        "this connection was already given back to the pool (its transaction() block ended, "
+        "close() was called, or it was checked out by the parent process before os.fork()); "
+        "open a new transaction() or get_connection()"
     )
 
 

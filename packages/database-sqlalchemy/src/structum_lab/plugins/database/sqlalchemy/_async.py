@@ -7,8 +7,9 @@ This file is the source of both twins: ``_sync.py`` is generated from it by
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, TypeVar, overload
 
 import sqlalchemy.exc as sa_exc
@@ -17,6 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.util.concurrency import greenlet_spawn
 from typing_extensions import Self
 
+from structum_lab.plugins.database._checkouts import keep_inherited
+from structum_lab.plugins.database._statements import (
+    check_statement,
+    control_statement_error,
+    ends_transaction,
+    manual_only_error,
+)
 from structum_lab.plugins.database.base import AsyncDatabaseBase, logger
 from structum_lab.plugins.database.errors import DatabaseClosedError
 from structum_lab.plugins.database.interfaces import AsyncConnection, AsyncResult, Params
@@ -68,7 +76,8 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
     def _check(self) -> None:
         if self._closed:
             raise DatabaseClosedError(
-                "this connection was already returned to the pool; check out a new one"
+                "this connection was already returned to the pool (or was checked out by the "
+                "parent process before os.fork()); check out a new one"
             )
 
     async def execute(self, sql: str, params: Params = None) -> SQLAlchemyAsyncResult:
@@ -88,9 +97,17 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
             DatabaseUnavailableError: The connection was lost.
         """
         self._check()
-        statement, args = self._db._prepare(sql, params)
+        db = self._db
+        control = check_statement(sql, db._multi_statement)
+        if control is not None and not self._manual:
+            raise control_statement_error(control)
+        statement, args = db._prepare(sql, params)
         try:
             cursor = await self._sa.exec_driver_sql(statement, args)
+            if control is not None and ends_transaction(control):
+                # The server's transaction ended under SQLAlchemy: end SQLAlchemy's too, so the
+                # next statement begins a new one (SQLite would otherwise autocommit from here).
+                await self._sa.rollback()
         except sa_exc.SQLAlchemyError as exc:
             raise self._db._translate(exc) from error_cause(exc)
         except UnicodeError as exc:  # raised before anything is sent
@@ -106,6 +123,9 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
             A result whose ``rowcount`` is the total for the batch (where the driver reports it).
         """
         self._check()
+        control = check_statement(sql)
+        if control is not None and not self._manual:
+            raise control_statement_error(control)
         statement, batch = self._db._prepare_many(sql, params_seq)
         if not batch:
             self._result = AsyncBufferedResult(rowcount=0)
@@ -121,11 +141,14 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
         return result
 
     async def commit(self) -> None:
-        """Commit; the next statement starts a new transaction.
+        """Commit; the next statement starts a new transaction (``get_connection()`` only).
 
         Raises:
+            DatabaseError: On a connection of a ``transaction()`` block, which commits itself.
             CommitOutcomeUnknownError: The connection was lost during COMMIT.
         """
+        if not self._manual:
+            raise manual_only_error("commit")
         self._check()
         sent = not self._sa.invalidated
         try:
@@ -134,7 +157,14 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
             raise self._db._translate(exc, committing=sent) from error_cause(exc)
 
     async def rollback(self) -> None:
-        """Roll back the current transaction."""
+        """Roll back the current transaction (``get_connection()`` only).
+
+        Raises:
+            DatabaseError: On a connection of a ``transaction()`` block (raise an exception to
+                roll it back).
+        """
+        if not self._manual:
+            raise manual_only_error("rollback")
         self._check()
         try:
             await self._sa.rollback()
@@ -191,6 +221,9 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
         if self._closed:
             return
         self._closed = True
+        ticket = self._ticket
+        if ticket is not None:
+            ticket.checkin(self)
         sa = self._sa
         try:
             if commit:
@@ -201,6 +234,10 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
                     raise self._db._translate(exc, committing=sent) from error_cause(exc)
         finally:
             try:
+                if self._db._closed:
+                    # Shut down meanwhile: close it for real rather than park it in the
+                    # disposed pool, where it would only be dropped unclosed by the GC.
+                    await sa.invalidate()
                 await sa.close()  # rolls back whatever is still open
             except Exception as exc:
                 logger.warning(
@@ -236,13 +273,23 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
         engine: AsyncEngine = self._engine_any
         return engine
 
-    async def _connect(self) -> SAAsyncConnection:
+    async def _connect(self, *, begin: bool = True) -> SAAsyncConnection:
+        """Check a connection out and (by default) begin its transaction.
+
+        The transaction is begun now, not by the first statement, so an ORM session bound to
+        the connection joins it (SQLAlchemy's ``join_transaction_mode``) instead of committing
+        on its own. ``begin()`` sends nothing: the driver starts the transaction with the first
+        statement, as it did before.
+        """
         self._enter_checkout()
         try:
-            # ``_engine_any`` rather than the typed ``engine`` property: one call fewer per
-            # transaction on the hot path.
-            connection: SAAsyncConnection = await self._engine_any.connect()
-            return connection
+            if True:  # ASYNC: check out and begin in one greenlet
+                # ``_engine_any`` rather than the typed ``engine`` property: one call fewer per
+                # transaction on the hot path.
+                sync = await greenlet_spawn(self._checkout_sync, begin)
+                return SAAsyncConnection(self._engine_any, sync)
+            else:
+                return self._checkout_sync(begin)
         except Exception as exc:
             raise self._translate(exc, connecting=True) from error_cause(exc)
         finally:
@@ -252,13 +299,14 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
         if not options:
             return AsyncSQLAlchemyConnection(self, await self._connect())
         self._check_options(options)
-        sa = await self._connect()
+        sa = await self._connect(begin=False)
         try:
             setup = self._setup_for(options)
             if setup.execution_options:
                 await sa.execution_options(**setup.execution_options)
             if setup.restore:
                 sa.info[_RESTORE] = setup.restore
+            await sa.begin()
             for statement in setup.statements:
                 await sa.exec_driver_sql(statement)
         except BaseException as exc:
@@ -281,16 +329,17 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
         else:
             self._probe_pooled()
 
-    async def get_connection(self) -> AsyncSQLAlchemyConnection:
-        """Check out a connection in a transaction; ``commit()``/``rollback()``, then ``close()``.
+    def _reclaimer(self, conn: AsyncSQLAlchemyConnection) -> Callable[[], Any]:
+        return partial(self._reclaim, conn._sa)
 
-        Raises:
-            DatabaseClosedError: After :meth:`shutdown`.
-            PoolTimeoutError: No connection became free within ``pool_timeout``.
-            DatabaseUnavailableError: The database cannot be reached.
-        """
-        self._check_open()
-        return await self._begin()
+    async def _reclaim(self, sa: SAAsyncConnection) -> None:
+        """Roll back and return a dropped ``get_connection()`` connection (see core)."""
+        await sa.close()
+
+    def _disown(self, conn: Any) -> None:
+        # Inherited across fork: closing it would roll back on the parent's connection.
+        conn._closed = True
+        keep_inherited(conn._sa)
 
     @overload
     def get_session(self, session_class: None = None, **session_kwargs: Any) -> AsyncSession: ...
@@ -301,7 +350,12 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
     def get_session(
         self, session_class: type[AsyncSession] | None = None, **session_kwargs: Any
     ) -> AsyncSession:
-        """An ORM session bound to this database's engine.
+        """An ORM session; inside a ``transaction()`` of this database it joins that transaction.
+
+        Opened by the thread (or task) that is inside ``db.transaction()`` (or anywhere while
+        ``force_rollback()`` is active), the session works on the transaction's connection and
+        its ``commit()`` only releases a SAVEPOINT: the ``transaction()`` block decides whether
+        anything is committed. Elsewhere it is bound to the engine and commits on its own.
 
         Use it as a context manager: it closes at the end, rolling back anything not committed
         (so an exception inside the block leaves nothing written).
@@ -327,6 +381,10 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
                 "get_session() binds the session to this database's engine; do not pass bind/binds "
                 "(use another database object for another engine)"
             )
+        outer = self._joinable()
+        if outer is not None:
+            session_kwargs.setdefault("join_transaction_mode", "create_savepoint")
+            return cls(bind=outer.sqlalchemy_connection, **session_kwargs)
         return cls(bind=self.engine, **session_kwargs)
 
     async def shutdown(self) -> None:
@@ -334,7 +392,5 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
         if self._closed:
             return
         self._closed = True
-        leaked = self.get_pool_info()["checked_out"]
-        if leaked:
-            logger.warning("%s shut down with %d connection(s) still checked out", self.url, leaked)
+        self._report_unreturned(self.get_pool_info()["checked_out"])
         await self.engine.dispose()

@@ -7,9 +7,11 @@ calls; URLs are in ``_urls.py``, errors in ``_errors.py``, transaction options i
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import threading
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -17,9 +19,10 @@ from typing import Any, ClassVar
 
 import sqlalchemy.exc as sa_exc
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool, StaticPool
 
+from structum_lab.plugins.database._checkouts import blind_socket, keep_inherited
 from structum_lab.plugins.database._hooks import ConfigureHook, ConnectionHooks, PasswordSource
 from structum_lab.plugins.database._retry import DEFAULT_POLICY
 from structum_lab.plugins.database.base import DatabaseState
@@ -49,6 +52,7 @@ from ._events import (
     _restore_session,
     install_connection_hooks,
     ping_ok,
+    socket_fd,
 )
 from ._sessions import session_class_for
 from ._transactions import TransactionSetup, transaction_setup
@@ -190,6 +194,7 @@ class SQLAlchemyState(DatabaseState):
         retry_timeout: float = DEFAULT_POLICY.timeout,
         configure: ConfigureHook | str | None = None,
         password: PasswordSource | None = None,
+        leak_detection_threshold: float | None = None,
         **engine_options: Any,
     ) -> None:
         """Create the engine and its pool (connections are opened on first use).
@@ -230,6 +235,8 @@ class SQLAlchemyState(DatabaseState):
                 (awaited on the async twin when it is a coroutine function), called for each
                 new connection (rotating tokens); its value is used for that connect only and
                 masked in errors. Not for SQLite.
+            leak_detection_threshold: Seconds a connection may stay checked out before one
+                WARNING with the stack that took it is logged (None: off; see the README).
             **engine_options: Further ``sqlalchemy.create_engine`` arguments
                 (``connect_args``, ``pool_use_lifo``, ``poolclass``, ``isolation_level``...).
 
@@ -249,6 +256,7 @@ class SQLAlchemyState(DatabaseState):
             retry_backoff=retry_backoff,
             retry_max_backoff=retry_max_backoff,
             retry_timeout=retry_timeout,
+            leak_detection_threshold=leak_detection_threshold,
         )
         if not isinstance(text_url, str) or not text_url.strip():
             raise ConfigurationError("url must be a non-empty database URL string", key="url")
@@ -351,6 +359,19 @@ class SQLAlchemyState(DatabaseState):
             # PyMySQL formats a dict with %: a missing key would be a bare KeyError. With %s and
             # a tuple arranged here, a missing key is a clear QueryError naming it.
             self._paramstyle = "format"
+        # psycopg runs several ;-separated statements from one text when it has no parameters.
+        self._multi_statement = backend == "postgresql"
+        # Every DBAPI connection the pool opened (added once per connect): what a forked child
+        # must never use or close.
+        connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._connections = connections
+
+        def remember(dbapi_connection: Any, record: Any) -> None:
+            # (a driver whose connections take no weak reference is simply not remembered)
+            with contextlib.suppress(TypeError):
+                connections.add(dbapi_connection)
+
+        event.listen(sync_engine, "connect", remember)
         self._acquiring: deque[None] = deque()
 
     def _create_engine(self, url: URL, kwargs: dict[str, Any]) -> Any:
@@ -378,11 +399,44 @@ class SQLAlchemyState(DatabaseState):
         return session_class_for(value, is_async=self._is_async, owner=type(self).__name__)
 
     # -- pool ---------------------------------------------------------------------------------
+    def _checkout_sync(self, begin: bool) -> Connection:
+        """Check out a connection from the sync engine and begin its transaction if ``begin``."""
+        conn = self._sync_engine.connect()
+        if begin:
+            try:
+                conn.begin()
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    def _after_fork(self) -> None:
+        """In a forked child: a new pool (``engine.dispose(close=False)``, SQLAlchemy's recipe).
+
+        The parent's connections, idle or checked out, are kept referenced until exit (closing
+        one would roll back or say goodbye on a socket the parent uses), and this process's
+        copies of their sockets are swapped for ``/dev/null`` so a stray use fails here.
+        """
+        super()._after_fork()
+        inherited = list(self._connections)
+        keep_inherited(self._sync_engine.pool, *inherited)
+        for dbapi_connection in inherited:
+            fd = socket_fd(dbapi_connection)
+            if fd is not None:
+                blind_socket(fd)
+        self._connections.clear()
+        self._sync_engine.dispose(close=False)
+        if self._counter is not None:
+            self._counter.reset()
+        self._acquiring = deque()
+        self._admission = threading.Lock()  # another thread of the parent may have held it
+
     def get_pool_info(self) -> dict[str, Any]:
         """Pool statistics.
 
         Returns:
-            ``checked_out`` (in use), ``available`` (open and idle), ``total`` (open),
+            ``checked_out`` (in use), ``leaked`` (checked out longer than
+            ``leak_detection_threshold``), ``available`` (open and idle), ``total`` (open),
             ``overflow`` (open beyond ``size``), ``max`` (most connections the pool will open;
             None when unlimited), ``size`` (``pool_size``) and ``waiting`` (callers blocked
             for a connection).
@@ -411,6 +465,7 @@ class SQLAlchemyState(DatabaseState):
         room = limit - held if limit is not None else acquiring
         return {
             "checked_out": out,
+            "leaked": self._checkouts.leaked,
             "available": idle,
             "total": total,
             "overflow": max(0, total - size),

@@ -21,7 +21,7 @@ from structum_lab.plugins.database.errors import (
 )
 from structum_lab.plugins.database.secrets import scrub_exception
 
-__all__ = ["_LAST_CHECKIN", "_RESTORE", "install_connection_hooks", "ping_ok"]
+__all__ = ["_LAST_CHECKIN", "_RESTORE", "install_connection_hooks", "ping_ok", "socket_fd"]
 
 
 _LAST_CHECKIN = "structum_last_checkin"
@@ -122,6 +122,10 @@ class _CheckoutCounter:
     def value(self) -> int:
         return len(self._out)
 
+    def reset(self) -> None:
+        """Forget every checkout (in a forked child: they belong to the parent)."""
+        self._out = deque()
+
 
 def ping_ok(dialect: Any, dbapi_connection: Any) -> None:
     """Ping through the dialect (one round trip, no transaction); raise if the server is gone."""
@@ -193,3 +197,22 @@ def install_connection_hooks(
                 raise hooks.setup_failed(exc) from exc
 
         event.listen(engine, "connect", run_configure)
+
+
+def socket_fd(dbapi_connection: Any) -> int | None:
+    """The socket descriptor under a DBAPI connection, where the driver shows it (else None).
+
+    psycopg has ``fileno()``, PyMySQL a ``_sock``, aiomysql a stream writer; SQLAlchemy's asyncio
+    adapters wrap the driver's connection (``driver_connection``). SQLite has no socket.
+    """
+    driver = getattr(dbapi_connection, "driver_connection", None) or dbapi_connection
+    try:
+        fileno = getattr(driver, "fileno", None)
+        if callable(fileno):
+            return int(fileno())
+        sock = getattr(driver, "_sock", None)
+        if sock is None and getattr(driver, "_writer", None) is not None:
+            sock = driver._writer.get_extra_info("socket")
+        return None if sock is None else int(sock.fileno())
+    except Exception:  # closed, or not a socket after all
+        return None

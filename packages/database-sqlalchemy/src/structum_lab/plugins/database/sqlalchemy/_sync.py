@@ -9,8 +9,9 @@ This file is the source of both twins: ``_sync.py`` is generated from it by
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, TypeVar, overload
 
 import sqlalchemy.exc as sa_exc
@@ -19,6 +20,13 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from typing_extensions import Self
 
+from structum_lab.plugins.database._checkouts import keep_inherited
+from structum_lab.plugins.database._statements import (
+    check_statement,
+    control_statement_error,
+    ends_transaction,
+    manual_only_error,
+)
 from structum_lab.plugins.database.base import SyncDatabaseBase, logger
 from structum_lab.plugins.database.errors import DatabaseClosedError
 from structum_lab.plugins.database.interfaces import Connection, Params, Result
@@ -70,7 +78,8 @@ class SQLAlchemyConnection(Connection):
     def _check(self) -> None:
         if self._closed:
             raise DatabaseClosedError(
-                "this connection was already returned to the pool; check out a new one"
+                "this connection was already returned to the pool (or was checked out by the "
+                "parent process before os.fork()); check out a new one"
             )
 
     def execute(self, sql: str, params: Params = None) -> SQLAlchemyResult:
@@ -90,9 +99,17 @@ class SQLAlchemyConnection(Connection):
             DatabaseUnavailableError: The connection was lost.
         """
         self._check()
-        statement, args = self._db._prepare(sql, params)
+        db = self._db
+        control = check_statement(sql, db._multi_statement)
+        if control is not None and not self._manual:
+            raise control_statement_error(control)
+        statement, args = db._prepare(sql, params)
         try:
             cursor = self._sa.exec_driver_sql(statement, args)
+            if control is not None and ends_transaction(control):
+                # The server's transaction ended under SQLAlchemy: end SQLAlchemy's too, so the
+                # next statement begins a new one (SQLite would otherwise autocommit from here).
+                self._sa.rollback()
         except sa_exc.SQLAlchemyError as exc:
             raise self._db._translate(exc) from error_cause(exc)
         except UnicodeError as exc:  # raised before anything is sent
@@ -108,6 +125,9 @@ class SQLAlchemyConnection(Connection):
             A result whose ``rowcount`` is the total for the batch (where the driver reports it).
         """
         self._check()
+        control = check_statement(sql)
+        if control is not None and not self._manual:
+            raise control_statement_error(control)
         statement, batch = self._db._prepare_many(sql, params_seq)
         if not batch:
             self._result = BufferedResult(rowcount=0)
@@ -123,11 +143,14 @@ class SQLAlchemyConnection(Connection):
         return result
 
     def commit(self) -> None:
-        """Commit; the next statement starts a new transaction.
+        """Commit; the next statement starts a new transaction (``get_connection()`` only).
 
         Raises:
+            DatabaseError: On a connection of a ``transaction()`` block, which commits itself.
             CommitOutcomeUnknownError: The connection was lost during COMMIT.
         """
+        if not self._manual:
+            raise manual_only_error("commit")
         self._check()
         sent = not self._sa.invalidated
         try:
@@ -136,7 +159,14 @@ class SQLAlchemyConnection(Connection):
             raise self._db._translate(exc, committing=sent) from error_cause(exc)
 
     def rollback(self) -> None:
-        """Roll back the current transaction."""
+        """Roll back the current transaction (``get_connection()`` only).
+
+        Raises:
+            DatabaseError: On a connection of a ``transaction()`` block (raise an exception to
+                roll it back).
+        """
+        if not self._manual:
+            raise manual_only_error("rollback")
         self._check()
         try:
             self._sa.rollback()
@@ -193,6 +223,9 @@ class SQLAlchemyConnection(Connection):
         if self._closed:
             return
         self._closed = True
+        ticket = self._ticket
+        if ticket is not None:
+            ticket.checkin(self)
         sa = self._sa
         try:
             if commit:
@@ -203,6 +236,10 @@ class SQLAlchemyConnection(Connection):
                     raise self._db._translate(exc, committing=sent) from error_cause(exc)
         finally:
             try:
+                if self._db._closed:
+                    # Shut down meanwhile: close it for real rather than park it in the
+                    # disposed pool, where it would only be dropped unclosed by the GC.
+                    sa.invalidate()
                 sa.close()  # rolls back whatever is still open
             except Exception as exc:
                 logger.warning(
@@ -236,13 +273,17 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
         engine: Engine = self._engine_any
         return engine
 
-    def _connect(self) -> SAConnection:
+    def _connect(self, *, begin: bool = True) -> SAConnection:
+        """Check a connection out and (by default) begin its transaction.
+
+        The transaction is begun now, not by the first statement, so an ORM session bound to
+        the connection joins it (SQLAlchemy's ``join_transaction_mode``) instead of committing
+        on its own. ``begin()`` sends nothing: the driver starts the transaction with the first
+        statement, as it did before.
+        """
         self._enter_checkout()
         try:
-            # ``_engine_any`` rather than the typed ``engine`` property: one call fewer per
-            # transaction on the hot path.
-            connection: SAConnection = self._engine_any.connect()
-            return connection
+            return self._checkout_sync(begin)
         except Exception as exc:
             raise self._translate(exc, connecting=True) from error_cause(exc)
         finally:
@@ -252,13 +293,14 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
         if not options:
             return SQLAlchemyConnection(self, self._connect())
         self._check_options(options)
-        sa = self._connect()
+        sa = self._connect(begin=False)
         try:
             setup = self._setup_for(options)
             if setup.execution_options:
                 sa.execution_options(**setup.execution_options)
             if setup.restore:
                 sa.info[_RESTORE] = setup.restore
+            sa.begin()
             for statement in setup.statements:
                 sa.exec_driver_sql(statement)
         except BaseException as exc:
@@ -276,16 +318,17 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
     def _probe(self) -> None:
         self._probe_pooled()
 
-    def get_connection(self) -> SQLAlchemyConnection:
-        """Check out a connection in a transaction; ``commit()``/``rollback()``, then ``close()``.
+    def _reclaimer(self, conn: SQLAlchemyConnection) -> Callable[[], Any]:
+        return partial(self._reclaim, conn._sa)
 
-        Raises:
-            DatabaseClosedError: After :meth:`shutdown`.
-            PoolTimeoutError: No connection became free within ``pool_timeout``.
-            DatabaseUnavailableError: The database cannot be reached.
-        """
-        self._check_open()
-        return self._begin()
+    def _reclaim(self, sa: SAConnection) -> None:
+        """Roll back and return a dropped ``get_connection()`` connection (see core)."""
+        sa.close()
+
+    def _disown(self, conn: Any) -> None:
+        # Inherited across fork: closing it would roll back on the parent's connection.
+        conn._closed = True
+        keep_inherited(conn._sa)
 
     @overload
     def get_session(self, session_class: None = None, **session_kwargs: Any) -> Session: ...
@@ -296,7 +339,12 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
     def get_session(
         self, session_class: type[Session] | None = None, **session_kwargs: Any
     ) -> Session:
-        """An ORM session bound to this database's engine.
+        """An ORM session; inside a ``transaction()`` of this database it joins that transaction.
+
+        Opened by the thread (or task) that is inside ``db.transaction()`` (or anywhere while
+        ``force_rollback()`` is active), the session works on the transaction's connection and
+        its ``commit()`` only releases a SAVEPOINT: the ``transaction()`` block decides whether
+        anything is committed. Elsewhere it is bound to the engine and commits on its own.
 
         Use it as a context manager: it closes at the end, rolling back anything not committed
         (so an exception inside the block leaves nothing written).
@@ -322,6 +370,10 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
                 "get_session() binds the session to this database's engine; do not pass bind/binds "
                 "(use another database object for another engine)"
             )
+        outer = self._joinable()
+        if outer is not None:
+            session_kwargs.setdefault("join_transaction_mode", "create_savepoint")
+            return cls(bind=outer.sqlalchemy_connection, **session_kwargs)
         return cls(bind=self.engine, **session_kwargs)
 
     def shutdown(self) -> None:
@@ -329,7 +381,5 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
         if self._closed:
             return
         self._closed = True
-        leaked = self.get_pool_info()["checked_out"]
-        if leaked:
-            logger.warning("%s shut down with %d connection(s) still checked out", self.url, leaked)
+        self._report_unreturned(self.get_pool_info()["checked_out"])
         self.engine.dispose()

@@ -9,8 +9,9 @@ differ in how they wait.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from typing_extensions import Self
@@ -18,6 +19,11 @@ from typing_extensions import Self
 from structum_lab.plugins.database import AsyncConnection, HealthResult, HealthThresholds
 from structum_lab.plugins.database._acompat import asleep
 from structum_lab.plugins.database._retry import DEFAULT_POLICY
+from structum_lab.plugins.database._statements import (
+    check_statement,
+    control_statement_error,
+    manual_only_error,
+)
 from structum_lab.plugins.database.base import AsyncDatabaseBase
 from structum_lab.plugins.database.interfaces import Params
 from structum_lab.plugins.database.results import AsyncBufferedResult
@@ -44,6 +50,7 @@ class AsyncMockConnection(AsyncConnection):
             self._core = ConnectionCore(database.script, database._check_open)
         else:
             self._core = ConnectionCore(MockScript(queries=user_queries(database)))
+            self._manual = True  # a standalone connection: its owner commits
         self._result_last: AsyncBufferedResult | None = None
 
     @classmethod
@@ -70,12 +77,20 @@ class AsyncMockConnection(AsyncConnection):
         self._result_last = AsyncBufferedResult(outcome.rows, outcome.rowcount)
         return self._result_last
 
+    def _vet(self, sql: str) -> None:
+        # As every backend: no NUL in SQL, no COMMIT/ROLLBACK inside a transaction() block.
+        control = check_statement(sql, True)
+        if control is not None and not self._manual:
+            raise control_statement_error(control)
+
     async def execute(self, sql: str, params: Params = None) -> AsyncBufferedResult:
         """Record the statement and return its scripted result (or raise its scripted error)."""
+        self._vet(sql)
         return await self._result(self._core.run(sql, params, many=False))
 
     async def executemany(self, sql: str, params_seq: Iterable[Params]) -> AsyncBufferedResult:
         """Record the statement with every parameter set; one scripted answer for the batch."""
+        self._vet(sql)
         return await self._result(self._core.run(sql, list(params_seq), many=True))
 
     @property
@@ -84,15 +99,26 @@ class AsyncMockConnection(AsyncConnection):
         return self._result_last
 
     async def commit(self) -> None:
-        """Mark the current transaction committed (raises on a lost connection)."""
+        """Mark the current transaction committed (raises on a lost connection).
+
+        Raises:
+            DatabaseError: On a connection of a ``transaction()`` block, as on every backend.
+        """
+        if not self._manual:
+            raise manual_only_error("commit")
         self._core.commit()
 
     async def rollback(self) -> None:
-        """Mark the current transaction rolled back."""
+        """Mark the current transaction rolled back (``get_connection()`` connections only)."""
+        if not self._manual:
+            raise manual_only_error("rollback")
         self._core.rollback()
 
     async def close(self) -> None:
         """Roll back anything uncommitted and give the connection back to the pool."""
+        ticket = self._ticket
+        if ticket is not None:
+            ticket.checkin(self)
         self._core.close()
 
     @asynccontextmanager
@@ -130,6 +156,8 @@ class AsyncMockDatabase(MockMixin, AsyncDatabaseBase[AsyncMockConnection]):
         retry_backoff: Upper bound of its first pause, in seconds (doubling each retry)...
         retry_max_backoff: ... up to this many seconds.
         retry_timeout: Seconds after which ``run_transaction()`` starts no more retries.
+        leak_detection_threshold: Seconds a connection may stay checked out before a WARNING
+            (None: off), as on the real backends.
 
     Example::
 
@@ -158,6 +186,7 @@ class AsyncMockDatabase(MockMixin, AsyncDatabaseBase[AsyncMockConnection]):
         retry_backoff: float = DEFAULT_POLICY.backoff,
         retry_max_backoff: float = DEFAULT_POLICY.max_backoff,
         retry_timeout: float = DEFAULT_POLICY.timeout,
+        leak_detection_threshold: float | None = None,
     ) -> None:
         super().__init__(
             url,
@@ -168,6 +197,7 @@ class AsyncMockDatabase(MockMixin, AsyncDatabaseBase[AsyncMockConnection]):
             retry_backoff=retry_backoff,
             retry_max_backoff=retry_max_backoff,
             retry_timeout=retry_timeout,
+            leak_detection_threshold=leak_detection_threshold,
         )
         self._setup(script, strict, check_params, pool_size, pool_timeout)
 
@@ -185,11 +215,18 @@ class AsyncMockDatabase(MockMixin, AsyncDatabaseBase[AsyncMockConnection]):
     async def _end(self, conn: AsyncMockConnection, *, commit: bool) -> None:
         try:
             if commit:
-                await conn.commit()
+                conn._core.commit()
             else:
-                await conn.rollback()
+                conn._core.rollback()
         finally:
             await conn.close()
+
+    def _reclaimer(self, conn: AsyncMockConnection) -> Callable[[], Any]:
+        return partial(self._reclaim, conn._core)
+
+    async def _reclaim(self, core: ConnectionCore) -> None:
+        """Roll back and return a dropped ``get_connection()`` connection (see core)."""
+        core.close()
 
     async def _probe(self) -> None:
         delay = self.script._health_plan().delay
@@ -203,11 +240,8 @@ class AsyncMockDatabase(MockMixin, AsyncDatabaseBase[AsyncMockConnection]):
         """Probe the mock: UNHEALTHY while offline, otherwise as scripted by ``set_health()``."""
         return self._scripted_health(await super().health_check())
 
-    async def get_connection(self) -> AsyncMockConnection:
-        """Check out a connection; the caller must commit/rollback and ``close()`` it."""
-        self._check_open()
-        return await self._begin()
-
     async def shutdown(self) -> None:
         """Close the mock; later use raises ``DatabaseClosedError``."""
+        if not self._closed:
+            self._report_unreturned(self._pool.checked_out)
         self._closed = True

@@ -419,5 +419,15 @@ class MockMixin(DatabaseState):
         self.script.reset()
 
     def get_pool_info(self) -> dict[str, Any]:
-        """Simulated pool statistics: ``checked_out``, ``available``, ``total``, ``max``, ..."""
-        return self._pool.info()
+        """Simulated pool statistics: ``checked_out``, ``available``, ``total``, ``max``, ...
+
+        ``leaked`` counts connections held longer than ``leak_detection_threshold``.
+        """
+        info = self._pool.info()
+        info["leaked"] = self._checkouts.leaked
+        return info
+
+    def _after_fork(self) -> None:
+        # In a forked child the parent's checkouts are not ours (and the lock may be held).
+        super()._after_fork()
+        self._pool = MockPool(self._pool.size, self._pool.timeout)
