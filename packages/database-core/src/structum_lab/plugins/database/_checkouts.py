@@ -112,7 +112,7 @@ class Ticket:
         # are read when a WARNING is written.
         self.stack: list[tuple[CodeType, int]] | None = None
         if tracker.threshold is not None:
-            stack = []
+            stack: list[tuple[CodeType, int]] = []
             while frame is not None and len(stack) < _STACK_LIMIT:
                 stack.append((frame.f_code, frame.f_lineno))
                 frame = frame.f_back
