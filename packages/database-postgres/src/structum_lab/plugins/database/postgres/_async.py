@@ -219,7 +219,6 @@ class AsyncPostgresConnection(AsyncConnection):
     _pipeline: AsyncPipeline | None = None
     _pipeline_cm: AbstractAsyncContextManager[AsyncPipeline] | None = None
     _autocommit = False  # this transaction switched the connection to autocommit: undo on release
-    _plan: TxPlan | None = None  # the options: their BEGIN opens the next transaction too
     _pending: TxPlan | None = None  # a BEGIN not sent yet: it travels with the first statement
     _savepoints = 0
 
@@ -401,10 +400,6 @@ class AsyncPostgresConnection(AsyncConnection):
             await raw.commit()
         except psycopg.Error as exc:
             raise self._db._translate(exc, raw, committing=sent) from exc
-        try:
-            await self._restart(raw)
-        except psycopg.Error as exc:
-            raise self._db._translate(exc, raw) from exc
 
     async def rollback(self) -> None:
         """Roll back the current transaction (``get_connection()`` only).
@@ -418,22 +413,8 @@ class AsyncPostgresConnection(AsyncConnection):
         raw = self._checked()
         try:
             await raw.rollback()
-            await self._restart(raw)
         except psycopg.Error as exc:
             raise self._db._translate(exc, raw) from exc
-
-    async def _restart(self, raw: _AsyncRawConnection) -> None:
-        # A transaction with options runs on an autocommit connection with its own BEGIN: the
-        # next one is queued in a pipeline, or waits for the next statement.
-        plan = self._plan
-        if plan is None:
-            return
-        if self._pipeline is None:
-            self._pending = plan
-            return
-        cur = raw.cursor()
-        for statement in plan.begin:
-            await cur.execute(statement, prepare=False)
 
     async def close(self) -> None:
         """Roll back anything uncommitted and give the connection back (idempotent)."""
@@ -670,7 +651,6 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             # first statement: psycopg would send its own BEGIN in a round trip of its own.
             await raw.set_autocommit(True)
             conn._autocommit = True
-            conn._plan = plan
             if plan.pipeline:
                 cm = raw.pipeline()
                 conn._pipeline = await cm.__aenter__()

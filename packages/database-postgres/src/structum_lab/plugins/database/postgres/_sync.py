@@ -206,7 +206,6 @@ class PostgresConnection(Connection):
     _pipeline: Pipeline | None = None
     _pipeline_cm: AbstractContextManager[Pipeline] | None = None
     _autocommit = False  # this transaction switched the connection to autocommit: undo on release
-    _plan: TxPlan | None = None  # the options: their BEGIN opens the next transaction too
     _pending: TxPlan | None = None  # a BEGIN not sent yet: it travels with the first statement
     _savepoints = 0
 
@@ -382,10 +381,6 @@ class PostgresConnection(Connection):
             raw.commit()
         except psycopg.Error as exc:
             raise self._db._translate(exc, raw, committing=sent) from exc
-        try:
-            self._restart(raw)
-        except psycopg.Error as exc:
-            raise self._db._translate(exc, raw) from exc
 
     def rollback(self) -> None:
         """Roll back the current transaction (``get_connection()`` only).
@@ -399,22 +394,8 @@ class PostgresConnection(Connection):
         raw = self._checked()
         try:
             raw.rollback()
-            self._restart(raw)
         except psycopg.Error as exc:
             raise self._db._translate(exc, raw) from exc
-
-    def _restart(self, raw: _RawConnection) -> None:
-        # A transaction with options runs on an autocommit connection with its own BEGIN: the
-        # next one is queued in a pipeline, or waits for the next statement.
-        plan = self._plan
-        if plan is None:
-            return
-        if self._pipeline is None:
-            self._pending = plan
-            return
-        cur = raw.cursor()
-        for statement in plan.begin:
-            cur.execute(statement, prepare=False)
 
     def close(self) -> None:
         """Roll back anything uncommitted and give the connection back (idempotent)."""
@@ -646,7 +627,6 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             # first statement: psycopg would send its own BEGIN in a round trip of its own.
             raw.set_autocommit(True)
             conn._autocommit = True
-            conn._plan = plan
             if plan.pipeline:
                 cm = raw.pipeline()
                 conn._pipeline = cm.__enter__()
