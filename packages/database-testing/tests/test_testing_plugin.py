@@ -56,11 +56,13 @@ def test_a_test_leaking_a_mock_connection_fails_clearly(
 ) -> None:
     pytester.makepyfile(
         test_leak="""
+        HELD = []  # referenced: a dropped connection would be given back (with a WARNING)
+
         def test_leaks(mock_db):
-            mock_db.get_connection()
+            HELD.append(mock_db.get_connection())
 
         async def test_leaks_async(async_mock_db):
-            await async_mock_db.get_connection()
+            HELD.append(await async_mock_db.get_connection())
 
         def test_fine(mock_db):
             with mock_db.get_connection() as conn:
