@@ -60,7 +60,7 @@ class DatabaseState:
     ) -> None:
         self._masked_url = mask_url(url)
         self._secrets: tuple[str, ...] = tuple(secrets_in(url))
-        remember(self._secrets)
+        remember(self, self._secrets)
         self.name = self._redact(name) if name else self._masked_url
         if isinstance(health_thresholds, Mapping):
             health_thresholds = HealthThresholds.from_mapping(health_thresholds)
@@ -104,7 +104,7 @@ class DatabaseState:
     def _add_secrets(self, settings: Any) -> None:
         """Remember the secrets in ``settings`` (``connect_args``...) so that errors mask them."""
         self._secrets += tuple(s for s in secrets_in(settings) if s not in self._secrets)
-        remember(self._secrets)
+        remember(self, self._secrets)
 
     def _chained(self, exc: BaseException) -> None:
         """Scrub ``exc`` and the exception being handled before they become a chain's links.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -85,14 +86,20 @@ def secrets_in(value: Any, *, key: str = "", depth: int = 0) -> list[str]:
     return found
 
 
-# Secrets of every database object made in this process, for MaskingFilter (log records carry
-# no reference to the database they are about).
-_KNOWN: set[str] = set()
+# Secrets of the database objects alive in this process, for MaskingFilter (log records carry no
+# reference to the database they are about). Keyed weakly: a database that is gone stops adding
+# its secrets, so the set neither grows for ever (rotating passwords) nor masks words that were
+# the password of a long-gone database.
+_KNOWN: weakref.WeakKeyDictionary[object, tuple[str, ...]] = weakref.WeakKeyDictionary()
 
 
-def remember(secrets: Iterable[str]) -> None:
-    """Add ``secrets`` to those :class:`MaskingFilter` masks in every record."""
-    _KNOWN.update(s for s in secrets if s)
+def remember(owner: object, secrets: Iterable[str]) -> None:
+    """Mask ``secrets`` in every record :class:`MaskingFilter` sees while ``owner`` is alive."""
+    _KNOWN[owner] = tuple(s for s in secrets if s)
+
+
+def _known() -> tuple[str, ...]:
+    return tuple({secret for secrets in list(_KNOWN.values()) for secret in secrets})
 
 
 class MaskingFilter(logging.Filter):
@@ -108,7 +115,7 @@ class MaskingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a malformed record is the logging module's business
             return True
-        masked = mask_text(message, tuple(_KNOWN))
+        masked = mask_text(message, _known())
         if masked != message:
             record.msg, record.args = masked, ()
         return True
