@@ -123,6 +123,14 @@ class Ticket:
         conn._ticket = None
         self.tracker._checkin(self)
 
+    def fields(self, event: str) -> dict[str, Any]:
+        """Structured fields of a log record about this connection (``extra=``).
+
+        ``structum_event`` names what happened; ``structum_taken_at`` is where the connection was
+        checked out, as plain data a log pipeline can group by.
+        """
+        return {"structum_event": event, "structum_taken_at": self.where}
+
     def describe(self) -> str:
         """``get_connection() at File ..., line ...`` and, when captured, the stack."""
         text = f"{self.kind} in thread {self.thread!r} at {self.where}"
@@ -207,6 +215,7 @@ class CheckoutTracker:
                 self.owner,
                 ticket.kind,
                 time.monotonic() - ticket.since,
+                extra=ticket.fields("connection_leak_returned"),
             )
 
     def _dropped(self, ticket: Ticket) -> None:
@@ -221,6 +230,7 @@ class CheckoutTracker:
             "db.transaction()",
             self.owner,
             ticket.describe(),
+            extra=ticket.fields("connection_dropped"),
         )
 
     # -- watchdog ---------------------------------------------------------------------------
@@ -250,6 +260,7 @@ class CheckoutTracker:
             now - ticket.since,
             self.threshold,
             ticket.describe(),
+            extra=ticket.fields("connection_leak"),
         )
 
     # -- shutdown and fork ------------------------------------------------------------------
@@ -309,13 +320,32 @@ class _Watchdog:
 
     def _run(self) -> None:
         while True:
-            timeout = self._scan()
             try:
-                job = self.jobs.get(timeout=timeout)
-            except Empty:
-                continue
-            if job is not None:
-                self._reclaim(*job)
+                timeout = self._scan()
+                try:
+                    job = self.jobs.get(timeout=timeout)
+                except Empty:
+                    continue
+                if job is not None:
+                    self._dispatch(*job)
+            except Exception as exc:  # pragma: no cover - the watchdog must outlive any bug
+                logger.warning("structum-db watchdog: %s: %s", type(exc).__name__, exc)
+                time.sleep(0.1)
+
+    @staticmethod
+    def _dispatch(ticket: Ticket, reclaim: Callable[[], Any], loop: Any) -> None:
+        ticket.tracker._dropped(ticket)
+        if loop is None:
+            # Returning a connection is I/O that may block (a server that stopped answering):
+            # never in this thread, which must stay free to warn about leaks on time.
+            threading.Thread(
+                target=_Watchdog._reclaim,
+                args=(ticket, reclaim, None),
+                name="structum-db-reclaim",
+                daemon=True,
+            ).start()
+        else:
+            _Watchdog._reclaim(ticket, reclaim, loop)
 
     def _scan(self) -> float | None:
         now = time.monotonic()
@@ -330,7 +360,6 @@ class _Watchdog:
 
     @staticmethod
     def _reclaim(ticket: Ticket, reclaim: Callable[[], Any], loop: Any) -> None:
-        ticket.tracker._dropped(ticket)
         try:
             if loop is None:
                 reclaim()

@@ -133,6 +133,10 @@ class DatabaseState:
             self._masked_url,
             checked_out,
             f". Taken by:{places}" if places else "",
+            extra={
+                "structum_event": "connections_unreturned",
+                "structum_taken_at": [ticket.where for ticket in known],
+            },
         )
 
     def _after_fork(self) -> None:
