@@ -126,6 +126,18 @@ def async_backend(request: pytest.FixtureRequest) -> Backend:
     return request.param  # type: ignore[no-any-return]
 
 
+@pytest.fixture(params=[b for b in SYNC_BACKENDS if b.dialect == "postgresql"], ids=str)
+def sync_postgres_backend(request: pytest.FixtureRequest) -> Backend:
+    """Each sync PostgreSQL backend (the fault suite: only there can a test stop the server)."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=[b for b in ASYNC_BACKENDS if b.dialect == "postgresql"], ids=str)
+def async_postgres_backend(request: pytest.FixtureRequest) -> Backend:
+    """Each async PostgreSQL backend."""
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest.fixture
 def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Backend], str]:
     return lambda backend: server_url(backend.dialect, tmp_path, request)
