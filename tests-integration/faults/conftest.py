@@ -220,3 +220,34 @@ def elapsed(func: Callable[[], Any]) -> tuple[float, Any]:
     except BaseException as exc:
         result = exc
     return time.monotonic() - began, result
+
+
+# --- figures for the README's reliability table ----------------------------------------------
+# A test states what it measured with ``figure(...)``; with STRUCTUM_FAULT_FIGURES=<path> set, the
+# session writes every figure to that JSON file (tools/fault_figures.py runs the suite that way
+# and prints the table). Without it figures cost nothing.
+_FIGURES: list[dict[str, Any]] = []
+
+
+@pytest.fixture
+def figure(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Record one row of the reliability table for the current test.
+
+    Call as ``figure(fault="SIGSTOP backend mid-transaction", backend=backend.id,
+    saw="StatementTimeoutError after 1.6 s", recover_s=0.0, lost=0, doubled=0)``; any other
+    keyword is kept too.
+    """
+
+    def record(**row: Any) -> None:
+        _FIGURES.append({"test": request.node.nodeid, **row})
+
+    return record
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = os.environ.get("STRUCTUM_FAULT_FIGURES")
+    if path and _FIGURES:
+        import json
+
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump(_FIGURES, out, indent=1, default=str)
