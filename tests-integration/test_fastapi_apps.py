@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import time
 import uuid
 from collections.abc import Iterator
@@ -254,11 +255,20 @@ def test_seed_section_8_2_health_endpoint(postgres_server_url: str) -> None:
 
 
 # -- the examples --------------------------------------------------------------------------------
+# SQLModel needs Python >= 3.11 (requirements-dev.txt installs it there).
+NEEDS_SQLMODEL = pytest.mark.skipif(
+    importlib.util.find_spec("sqlmodel") is None, reason="SQLModel is not installed"
+)
 VARIANTS = [
     pytest.param("sync_app", "SQLAlchemyDatabase", id="sync-sqlalchemy"),
     pytest.param("sync_app", "PostgresDatabase", id="sync-psycopg"),
     pytest.param("async_app", "AsyncPostgresDatabase", id="async-psycopg"),
     pytest.param("async_app", "AsyncSQLAlchemyDatabase", id="async-sqlalchemy"),
+    # The ORM flavour (SQLModel sessions in the request transaction): the same API, same answers.
+    pytest.param("orm_app", "SQLAlchemyDatabase", id="orm-sync", marks=NEEDS_SQLMODEL),
+    pytest.param(
+        "orm_app:create_async_app", "AsyncSQLAlchemyDatabase", id="orm-async", marks=NEEDS_SQLMODEL
+    ),
 ]
 
 
@@ -273,10 +283,12 @@ def example_url(
 
 
 def example_app(module: str, backend: str) -> FastAPI:
+    """``module`` is ``name`` (its ``create_app``) or ``name:factory``."""
     import structum_lab.plugins.database as facade
 
+    module, _, factory = module.partition(":")
     mod: ModuleType = importlib.import_module(f"fastapi_app.{module}")
-    app: FastAPI = mod.create_app(backend=getattr(facade, backend))
+    app: FastAPI = getattr(mod, factory or "create_app")(backend=getattr(facade, backend))
     return app
 
 

@@ -5,6 +5,9 @@
 - :func:`transaction` / :func:`async_transaction` (and the ``DbConnection`` /
   ``AsyncDbConnection`` annotations): a connection inside the request's transaction, for ``def``
   routes with a sync database and ``async def`` routes with an asyncio one.
+- :func:`session` / :func:`async_session` (and the ``DbSession`` / ``AsyncDbSession``
+  annotations): an ORM session inside the request's transaction, on the same connection
+  (SQLAlchemy backend; imported on first use, so the package works without SQLAlchemy).
 - :class:`TransactionMiddleware`: commits that transaction when the response status is below
   400 and rolls it back otherwise, before the response is sent.
 - :func:`health_router`: readiness (``health_check()``, IETF health+json, 200/503) and liveness
@@ -12,6 +15,8 @@
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 try:
     import fastapi as _fastapi  # noqa: F401 - fail here, with the command to run
@@ -40,6 +45,25 @@ from ._health import (
 from ._lifespan import DatabaseLifespan, DatabaseSource, database_lifespan
 from ._middleware import TransactionMiddleware
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._orm import AsyncDbSession as AsyncDbSession
+    from ._orm import DbSession as DbSession
+    from ._orm import async_session as async_session
+    from ._orm import session as session
+
+_ORM_NAMES = ("AsyncDbSession", "DbSession", "async_session", "session")
+
+
+def __getattr__(name: str) -> Any:
+    # The ORM dependencies need SQLAlchemy; importing them on first use keeps the package
+    # usable with the psycopg backend alone (and fails with the install command otherwise).
+    if name in _ORM_NAMES:
+        from . import _orm  # noqa: PLC0415
+
+        return getattr(_orm, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "HEALTH_MEDIA_TYPE",

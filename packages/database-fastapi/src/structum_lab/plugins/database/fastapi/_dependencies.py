@@ -26,8 +26,15 @@ __all__ = [
     "DbConnection",
     "async_transaction",
     "database",
+    "request_transactions",
     "transaction",
 ]
+
+
+# One dependency per distinct set of arguments: FastAPI runs a dependency once per request, so a
+# route (or its sub-dependencies) asking for ``DbConnection`` and ``DbSession`` of one database gets
+# one transaction on one connection.
+_made: dict[tuple[Any, ...], Any] = {}
 
 
 def _options(isolation_level: str | None, read_only: bool, timeout: float | None) -> dict[str, Any]:
@@ -41,7 +48,7 @@ def _options(isolation_level: str | None, read_only: bool, timeout: float | None
     return options
 
 
-def _request_transactions(request: Request, what: str) -> RequestTransactions:
+def request_transactions(request: Request, what: str) -> RequestTransactions:
     transactions = request.scope.get(SCOPE_KEY)
     if not isinstance(transactions, RequestTransactions):
         raise RuntimeError(
@@ -96,11 +103,18 @@ def transaction(
 
     Returns:
         The dependency, for ``Depends(transaction(...))`` (``DbConnection`` is the default one).
+        The same arguments give the same dependency, which FastAPI runs once per request: every
+        part of a request asking for it shares one transaction (and ORM sessions from
+        :func:`session` join it).
     """
+    key = ("sync", name, isolation_level, read_only, timeout)
+    made = _made.get(key)
+    if made is not None:
+        return made  # type: ignore[no-any-return]
     options = _options(isolation_level, read_only, timeout)
 
     async def sync_connection(request: Request) -> AsyncIterator[Connection]:
-        transactions = _request_transactions(request, "transaction()")
+        transactions = request_transactions(request, "transaction()")
         db = resolve_database(request, name)
         if is_async_database(db):
             raise TypeError(
@@ -113,7 +127,7 @@ def transaction(
             ctx.run, cm.__enter__, limiter=checkout_limiter(db)
         )
         # Tracked before the next await, so a cancellation cannot lose the connection.
-        pending = SyncPendingTransaction(name, cm, ctx)
+        pending = SyncPendingTransaction(name, cm, ctx, conn)
         transactions.add(pending)
         try:
             yield conn
@@ -122,6 +136,7 @@ def transaction(
             raise
 
     sync_connection.__name__ = f"transaction_{name}"
+    _made[key] = sync_connection
     return sync_connection
 
 
@@ -148,10 +163,14 @@ def async_transaction(
         The dependency, for ``Depends(async_transaction(...))`` (``AsyncDbConnection`` is the
         default one).
     """
+    key = ("async", name, isolation_level, read_only, timeout)
+    made = _made.get(key)
+    if made is not None:
+        return made  # type: ignore[no-any-return]
     options = _options(isolation_level, read_only, timeout)
 
     async def async_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-        transactions = _request_transactions(request, "async_transaction()")
+        transactions = request_transactions(request, "async_transaction()")
         db = resolve_database(request, name)
         if not is_async_database(db):
             raise TypeError(
@@ -160,7 +179,7 @@ def async_transaction(
             )
         cm = db.transaction(**options)
         conn: AsyncConnection = await cm.__aenter__()
-        pending = AsyncPendingTransaction(name, cm)
+        pending = AsyncPendingTransaction(name, cm, conn)
         transactions.add(pending)
         try:
             yield conn
@@ -169,6 +188,7 @@ def async_transaction(
             raise
 
     async_connection.__name__ = f"async_transaction_{name}"
+    _made[key] = async_connection
     return async_connection
 
 

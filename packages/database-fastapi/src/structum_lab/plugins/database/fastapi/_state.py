@@ -7,12 +7,11 @@ the response status, before any byte of the response reaches the client.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import inspect
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -117,13 +116,26 @@ class _RollbackRequested(Exception):
 
 
 class PendingTransaction(ABC):
-    """A transaction a request opened and that must be committed or rolled back exactly once."""
+    """A transaction a request opened and that must be committed or rolled back exactly once.
 
-    __slots__ = ("done", "name")
+    ORM sessions opened on its connection (:func:`session`, ``DbSession``) are settled first:
+    committed (which flushes them and releases their SAVEPOINT) before the transaction commits,
+    closed (rolling back their SAVEPOINT) before it rolls back.
+    """
 
-    def __init__(self, name: str) -> None:
+    __slots__ = ("connection", "done", "name", "sessions")
+
+    def __init__(self, name: str, connection: Any = None) -> None:
         self.name = name
+        self.connection = connection
         self.done = False
+        # (commit, close) of each ORM session on this transaction's connection: plain callables
+        # for a sync transaction, coroutine functions for an async one (see ``_call``).
+        self.sessions: list[tuple[Callable[[], Any], Callable[[], Any]]] = []
+
+    def add_session(self, commit: Callable[[], Any], close: Callable[[], Any]) -> None:
+        """Settle an ORM session (its ``commit`` and ``close``) with this transaction."""
+        self.sessions.append((commit, close))
 
     async def finish(self, *, commit: bool, exc: BaseException | None = None) -> None:
         """Commit (``commit=True``) or roll back; a second call does nothing.
@@ -133,20 +145,53 @@ class PendingTransaction(ABC):
 
         Raises:
             DatabaseError: The commit failed (the transaction is rolled back and the connection
-                returned by the backend).
+                returned by the backend); this includes the flush of an ORM session.
         """
         if self.done:
             return
         self.done = True
-        if commit:
-            exc_info: tuple[Any, Any, Any] = (None, None, None)
-        else:
-            exc = exc if isinstance(exc, BaseException) else _RollbackRequested()
-            exc_info = (type(exc), exc, exc.__traceback__)
         with anyio.CancelScope(shield=True):
-            # A savepoint context manager may re-raise the exception we handed it.
-            with contextlib.suppress(_RollbackRequested):
+            failed: BaseException | None = None
+            if commit:
+                try:
+                    for commit_session, _ in self.sessions:
+                        await self._call(commit_session)
+                except BaseException as error:
+                    failed = error
+                    commit, exc = False, error
+            for _, close_session in self.sessions:
+                try:
+                    await self._call(close_session)
+                except Exception:
+                    logger.warning(
+                        "closing an ORM session of the request transaction on database %r failed",
+                        self.name,
+                        exc_info=True,
+                    )
+            if commit:
+                exc_info: tuple[Any, Any, Any] = (None, None, None)
+            else:
+                exc = exc if isinstance(exc, BaseException) else _RollbackRequested()
+                exc_info = (type(exc), exc, exc.__traceback__)
+            try:
                 await self._exit(*exc_info)
+            except _RollbackRequested:
+                pass  # a savepoint context manager re-raises the exception we handed it
+            except BaseException as error:
+                if failed is None:
+                    raise
+                if error is not failed:
+                    logger.warning(
+                        "rollback of the request transaction on database %r failed",
+                        self.name,
+                        exc_info=True,
+                    )
+            if failed is not None:
+                raise failed
+
+    @abstractmethod
+    async def _call(self, fn: Callable[[], Any]) -> None:
+        """Run one session step where this transaction's connection may be used."""
 
     @abstractmethod
     async def _exit(
@@ -166,10 +211,16 @@ class SyncPendingTransaction(PendingTransaction):
 
     __slots__ = ("_cm", "_ctx")
 
-    def __init__(self, name: str, cm: Any, ctx: contextvars.Context) -> None:
-        super().__init__(name)
+    def __init__(
+        self, name: str, cm: Any, ctx: contextvars.Context, connection: Any = None
+    ) -> None:
+        super().__init__(name, connection)
         self._cm = cm
         self._ctx = ctx
+
+    async def _call(self, fn: Callable[[], Any]) -> None:
+        # Blocking I/O: on a worker thread, with a limiter of its own (see ``_exit``).
+        await anyio.to_thread.run_sync(self._ctx.run, fn, limiter=anyio.CapacityLimiter(1))
 
     async def _exit(
         self,
@@ -194,9 +245,12 @@ class AsyncPendingTransaction(PendingTransaction):
 
     __slots__ = ("_cm",)
 
-    def __init__(self, name: str, cm: Any) -> None:
-        super().__init__(name)
+    def __init__(self, name: str, cm: Any, connection: Any = None) -> None:
+        super().__init__(name, connection)
         self._cm = cm
+
+    async def _call(self, fn: Callable[[], Any]) -> None:
+        await fn()
 
     async def _exit(
         self,
@@ -219,6 +273,13 @@ class RequestTransactions:
     def add(self, pending: PendingTransaction) -> None:
         """Track a transaction the request just opened."""
         self.pending.append(pending)
+
+    def holding(self, connection: Any) -> PendingTransaction | None:
+        """The open transaction whose connection is ``connection`` (None when there is none)."""
+        for pending in self.pending:
+            if pending.connection is connection and not pending.done:
+                return pending
+        return None
 
     async def commit_all(self) -> None:
         """Commit every open transaction in the order they were opened.

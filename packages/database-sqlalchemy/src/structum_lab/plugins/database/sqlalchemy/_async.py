@@ -372,6 +372,19 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
             TypeError: ``bind`` was passed (the session is always bound to this database).
         """
         self._check_open()
+        return self._session_on(self._joinable(), session_class, session_kwargs)
+
+    def _session_on(
+        self,
+        conn: AsyncSQLAlchemyConnection | None,
+        session_class: type[AsyncSession] | None,
+        session_kwargs: dict[str, Any],
+    ) -> AsyncSession:
+        """A session joining ``conn``'s transaction (under a SAVEPOINT), or on the engine.
+
+        Shared by :meth:`get_session` and the FastAPI dependencies, whose request transaction
+        was entered by another thread or task than the one building the session.
+        """
         if session_class is not None:
             cls: type[AsyncSession] = self._checked_session_class(session_class)
         else:
@@ -381,10 +394,9 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
                 "get_session() binds the session to this database's engine; do not pass bind/binds "
                 "(use another database object for another engine)"
             )
-        outer = self._joinable()
-        if outer is not None:
+        if conn is not None:
             session_kwargs.setdefault("join_transaction_mode", "create_savepoint")
-            return cls(bind=outer.sqlalchemy_connection, **session_kwargs)
+            return cls(bind=conn.sqlalchemy_connection, **session_kwargs)
         return cls(bind=self.engine, **session_kwargs)
 
     async def shutdown(self) -> None:

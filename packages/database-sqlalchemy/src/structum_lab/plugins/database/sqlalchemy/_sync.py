@@ -361,6 +361,19 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
             TypeError: ``bind`` was passed (the session is always bound to this database).
         """
         self._check_open()
+        return self._session_on(self._joinable(), session_class, session_kwargs)
+
+    def _session_on(
+        self,
+        conn: SQLAlchemyConnection | None,
+        session_class: type[Session] | None,
+        session_kwargs: dict[str, Any],
+    ) -> Session:
+        """A session joining ``conn``'s transaction (under a SAVEPOINT), or on the engine.
+
+        Shared by :meth:`get_session` and the FastAPI dependencies, whose request transaction
+        was entered by another thread or task than the one building the session.
+        """
         if session_class is not None:
             cls: type[Session] = self._checked_session_class(session_class)
         else:
@@ -370,10 +383,9 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
                 "get_session() binds the session to this database's engine; do not pass bind/binds "
                 "(use another database object for another engine)"
             )
-        outer = self._joinable()
-        if outer is not None:
+        if conn is not None:
             session_kwargs.setdefault("join_transaction_mode", "create_savepoint")
-            return cls(bind=outer.sqlalchemy_connection, **session_kwargs)
+            return cls(bind=conn.sqlalchemy_connection, **session_kwargs)
         return cls(bind=self.engine, **session_kwargs)
 
     def shutdown(self) -> None:
