@@ -78,9 +78,26 @@ def ensure_venv() -> None:
     stamp.write_text(fingerprint)
 
 
+def _parallel(args: list[str]) -> list[str]:
+    """pytest-xdist options, unless the caller chose (``-n``, ``-p no:xdist``, a debugger).
+
+    Most of the suite waits on servers, sockets and timeouts, so one worker more than the
+    cores keeps them busy; ``--dist loadgroup`` keeps each ``xdist_group`` (the fault suite, which
+    stops and freezes its own server) on one worker.
+    """
+    chosen = ("-n", "--numprocesses", "--pdb", "--trace", "no:xdist", "xdist")
+    if any(arg.startswith(flag) or arg.endswith(flag) for arg in args for flag in chosen):
+        return []
+    workers = min(4, (os.cpu_count() or 1) + 1)
+    return ["-n", str(workers), "--dist", "loadgroup"]
+
+
 def cmd_test(args: list[str]) -> int:
-    """Run every package's unit tests and the integration suite in one pytest session."""
-    return run(PY, "-m", "pytest", *TEST_PATHS, *args)
+    """Run every package's unit tests and the integration suite in one pytest session.
+
+    In parallel (pytest-xdist, see :func:`_parallel`); ``-n 0`` runs it in one process.
+    """
+    return run(PY, "-m", "pytest", *TEST_PATHS, *_parallel(args), *args)
 
 
 def cmd_demo(args: list[str]) -> int:

@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
@@ -33,6 +34,14 @@ import pytest
 
 from structum_lab.plugins.database.testing import LocalPostgresCluster
 from structum_lab.plugins.database.testing.pytest_plugin import skip_or_fail
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the fault suite on one pytest-xdist worker: one cluster, faults never overlapping."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.xdist_group("faults"))
 
 
 @pytest.fixture(scope="session")

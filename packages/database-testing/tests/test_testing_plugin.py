@@ -555,6 +555,8 @@ def test_one_database_per_xdist_worker(
     )
     result = inner_pytest("-n", "2", f"--structum-db-url={postgres_url}", "--structum-db-require")
     result.assert_outcomes(passed=6)
+    # The main process says where each worker's server came from (the workers cannot).
+    result.stdout.fnmatch_lines(["structum-database: PostgreSQL *for worker gw*"])
     base = urlsplit(postgres_url).path.lstrip("/")
     pairs = {tuple(p.read_text().split()) for p in seen.iterdir()}
     assert pairs <= {(f"{base}_gw0", "gw0"), (f"{base}_gw1", "gw1")}, pairs

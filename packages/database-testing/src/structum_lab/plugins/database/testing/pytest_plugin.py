@@ -155,12 +155,39 @@ def skip_or_fail(config: pytest.Config, message: str) -> NoReturn:
     pytest.skip(message)
 
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """Say where the servers of this run came from (and how long they took to start)."""
+_SERVER_LINES: pytest.StashKey[list[str]] = pytest.StashKey()
+_WORKER_OUTPUT_KEY = "structum_database_servers"
+
+
+def _server_lines(config: pytest.Config) -> list[str]:
+    lines = []
     for key, what in ((_PROVISIONED, "PostgreSQL"), (_PROVISIONED_MYSQL, "MariaDB/MySQL")):
         server = config.stash.get(key, None)
         if server is not None:
-            terminalreporter.write_line(f"structum-database: {what} {server.description}")
+            lines.append(f"structum-database: {what} {server.description}")
+    return lines
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker, hand the summary lines to the main process, which writes them."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output[_WORKER_OUTPUT_KEY] = _server_lines(session.config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist (main process): collect a finished worker's server lines."""
+    lines = getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT_KEY, [])
+    node.config.stash.setdefault(_SERVER_LINES, []).extend(lines)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say where the servers of this run came from (and how long they took to start)."""
+    # Under pytest-xdist the workers found the servers; each line is said once, in worker order.
+    lines = _server_lines(config) + config.stash.get(_SERVER_LINES, [])
+    for line in dict.fromkeys(lines):
+        terminalreporter.write_line(line)
 
 
 # -- no server -------------------------------------------------------------------------------
