@@ -97,6 +97,11 @@ TWINS: list[Twin] = [
         "tests-integration/test_portable_sync.py",
         {"async_db": "sync_db", "async_backend": "sync_backend", "ASYNC_BACKENDS": "SYNC_BACKENDS"},
     ),
+    Twin(
+        "tests-integration/faults/test_health_async.py",
+        "tests-integration/faults/test_health_sync.py",
+        {"async_postgres_backend": "sync_postgres_backend"},
+    ),
 ]
 
 _MARK = re.compile(r"^(?P<indent>[ \t]*)if True:\s*#\s*ASYNC\b.*$")

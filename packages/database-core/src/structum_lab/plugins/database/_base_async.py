@@ -101,8 +101,16 @@ class AsyncDatabaseBase(DatabaseState, AsyncDatabaseInterface, Generic[AC]):
         """Commit (or roll back), then return ``conn`` to the pool whatever happens."""
 
     @abstractmethod
-    async def _probe(self) -> None:
-        """One round trip to the server on a pooled connection (raises when it fails)."""
+    async def _probe(self) -> float | None:
+        """One round trip to the server within ``health_timeout`` (raises when it fails).
+
+        On a pooled connection when one is free at once; otherwise (every connection busy, or
+        none open yet) on a short-lived connection of its own, opened like a pooled one.
+
+        Returns:
+            The round trip in seconds, connect time excluded; None to let ``health_check()``
+            time the whole probe.
+        """
 
     def _reclaimer(self, conn: AC) -> Callable[[], Any] | None:
         """What rolls back and returns ``conn`` if its caller drops it (None: nothing to do).
@@ -222,7 +230,11 @@ class AsyncDatabaseBase(DatabaseState, AsyncDatabaseInterface, Generic[AC]):
         return True
 
     async def health_check(self) -> HealthResult:
-        """Probe the database with one round trip and grade the result.
+        """Probe the database with one round trip and grade the result, within ``health_timeout``.
+
+        The probe does not queue behind the pool: with every connection busy it opens a
+        short-lived connection of its own, so a saturated pool is DEGRADED (with its snapshot),
+        not UNHEALTHY. The latency reported is the round trip alone, without connect time.
 
         Returns:
             HEALTHY, DEGRADED (slow or saturated pool) or UNHEALTHY (unreachable, shut down).
@@ -231,8 +243,9 @@ class AsyncDatabaseBase(DatabaseState, AsyncDatabaseInterface, Generic[AC]):
         start = time.perf_counter()
         try:
             self._check_open()
-            await self._probe()
+            round_trip = await self._probe()
         except Exception as exc:
             return self._health_failed(exc, (time.perf_counter() - start) * 1000.0)
-        latency = (time.perf_counter() - start) * 1000.0
-        return self._health_ok(latency, self.get_pool_info())
+        if round_trip is None:
+            round_trip = time.perf_counter() - start
+        return self._health_ok(round_trip * 1000.0, self.get_pool_info())

@@ -7,6 +7,7 @@ generated twin); :mod:`structum_lab.plugins.database.base` re-exports both.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from typing import Any
@@ -25,8 +26,12 @@ from .errors import (
 )
 from .health import HealthResult, HealthStatus, HealthThresholds, evaluate_health
 from .secrets import MaskingFilter, mask_url, redact, remember, scrub_handled, secrets_in
+from .settings import UPPER_BOUNDS
 
-__all__ = ["DatabaseState", "forget_active", "logger"]
+__all__ = ["DEFAULT_HEALTH_TIMEOUT", "DatabaseState", "forget_active", "logger"]
+
+#: Seconds ``health_check()`` may take by default (below the 5 s of FastAPI's health_router).
+DEFAULT_HEALTH_TIMEOUT = 3.0
 
 logger = logging.getLogger("structum_lab.plugins.database")
 logger.addFilter(MaskingFilter())
@@ -42,6 +47,7 @@ class DatabaseState:
     """
 
     backend_name: str = "database"
+    health_timeout: float = DEFAULT_HEALTH_TIMEOUT
     retry_policy: RetryPolicy = DEFAULT_POLICY
     max_waiting: int = 0
 
@@ -57,6 +63,7 @@ class DatabaseState:
         retry_max_backoff: float = DEFAULT_POLICY.max_backoff,
         retry_timeout: float = DEFAULT_POLICY.timeout,
         leak_detection_threshold: float | None = None,
+        health_timeout: float = DEFAULT_HEALTH_TIMEOUT,
     ) -> None:
         self._masked_url = mask_url(url)
         self._secrets: tuple[str, ...] = tuple(secrets_in(url))
@@ -73,6 +80,17 @@ class DatabaseState:
                 key="max_waiting",
             )
         self.max_waiting = max_waiting
+        if (
+            isinstance(health_timeout, bool)
+            or not isinstance(health_timeout, (int, float))
+            or not math.isfinite(health_timeout)
+            or not 0 < health_timeout <= UPPER_BOUNDS["health_timeout"]
+        ):
+            raise ConfigurationError(
+                f"{owner}: health_timeout must be a number of seconds > 0, got {health_timeout!r}",
+                key="health_timeout",
+            )
+        self.health_timeout = float(health_timeout)
         self.retry_policy = RetryPolicy.checked(
             owner,
             retries=retries,

@@ -7,6 +7,7 @@ This file is the source of both twins: ``_sync.py`` is generated from it by
 
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -23,6 +24,7 @@ from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 from typing_extensions import Self
 
+from structum_lab.plugins.database._bounded import call_within
 from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetupError
 from structum_lab.plugins.database._statements import (
     check_statement,
@@ -51,6 +53,15 @@ from ._queries import plan_batch, prepare_query
 from ._transactions import TxPlan, is_no_rows, returned_error, savepoint_name, tx_plan
 
 __all__ = ["AsyncPostgresConnection", "AsyncPostgresDatabase", "AsyncPostgresResult"]
+
+# getconn() refuses a timeout of 0; this is "only if a connection is ready now".
+_NO_WAIT = 0.001
+
+
+async def _close_quietly(raw: psycopg.AsyncConnection[Any]) -> None:
+    """Close a probe connection that arrived after its caller gave up."""
+    await raw.close()
+
 
 _AUTOCOMMIT_STATEMENT = "a statement that commits by itself (db.execute/fetchone/fetchall)"
 
@@ -501,6 +512,8 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             shrinks idle connections itself and ignores it.
         name: Name in logs, health details and the psycopg pool (default: the masked URL).
         health_thresholds: When a reachable database counts as DEGRADED.
+        health_timeout: Seconds ``health_check()`` may take (3 by default). It never queues
+            behind the pool: with no connection free it connects on its own, within this time.
         max_waiting: Most callers that may wait for a connection (psycopg_pool's own limit);
             one more fails at once with ``PoolOverloadedError`` (0: no limit).
         retries: ``run_transaction()``'s default number of retries.
@@ -522,6 +535,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         _is_async = True
 
     _pool: AsyncConnectionPool[_AsyncRawConnection]
+    _raw_class: type[_AsyncRawConnection]
 
     def _create_pool(self, *, open_now: bool) -> AsyncConnectionPool[_AsyncRawConnection]:
         raw_class = cast(
@@ -536,6 +550,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
                 },
             ),
         )
+        self._raw_class = raw_class
         if True:  # ASYNC: psycopg_pool deprecates opening an async pool in its constructor
             return AsyncConnectionPool(**self._pool_arguments(raw_class), open=False)
         else:
@@ -740,15 +755,76 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         except psycopg.Error as exc:
             logger.debug("rollback failed: %s", exc)
 
-    async def _probe(self) -> None:
-        raw = await self._checkout()
+    async def _probe(self) -> float | None:
+        """A pooled connection free at once, else a short-lived one (see ``health_check()``)."""
+        deadline = time.monotonic() + self.health_timeout
+        if not self._pool_open:
+            await self.open()
+        raw = await self._idle_connection()
+        if raw is not None:
+            try:
+                return await self._ping(raw)
+            except psycopg.Error as exc:
+                # Dead while idle: the probe goes on with a connection of its own, which says
+                # whether the server answers.
+                logger.info("discarding a dead pooled connection of %s: %s", self.url, exc)
+                self._mark_suspect()
+                await raw.close()
+            finally:
+                await self._pool.putconn(raw)
+        return await self._probe_alone(deadline)
+
+    async def _idle_connection(self) -> _AsyncRawConnection | None:
+        """A pooled connection if one is idle now; never queues behind waiting callers."""
+        pool = self._pool
+        if not pool.get_stats().get("pool_available"):
+            return None
         try:
-            await raw.set_autocommit(True)
-            await raw.execute("SELECT 1")
-        except psycopg.Error as exc:
-            raise self._translate(exc, raw) from exc
+            return await pool.getconn(timeout=_NO_WAIT)
+        except (PoolTimeout, TooManyRequests):
+            return None  # taken meanwhile
+        except PoolClosed as exc:
+            raise self._closed_pool_error() from exc
+
+    @staticmethod
+    async def _ping(raw: _AsyncRawConnection) -> float:
+        """One empty statement outside any transaction; its round trip in seconds."""
+        await raw.set_autocommit(True)  # no round trip on an idle connection
+        try:
+            start = time.perf_counter()
+            await raw.execute("")
+            taken = time.perf_counter() - start
         finally:
-            await self._release(raw, True)
+            if not raw.closed:
+                await raw.set_autocommit(False)
+        raw._structum_idle_since = time.monotonic()
+        return taken
+
+    async def _probe_alone(self, deadline: float) -> float:
+        """Connect like the pool does (hooks, password), ping, close: all before ``deadline``."""
+        conninfo, kwargs = self._probe_connect_arguments(deadline)
+        remaining = deadline - time.monotonic()
+        try:
+            if True:  # ASYNC: cancelling a connect attempt abandons it cleanly
+                raw = await asyncio.wait_for(
+                    self._raw_class.connect(conninfo, **kwargs), max(remaining, 0.001)
+                )
+            else:
+                raw = call_within(
+                    partial(self._raw_class.connect, conninfo, **kwargs),
+                    remaining,
+                    _close_quietly,
+                )
+        except TimeoutError as exc:
+            raise self._probe_timeout_error() from exc
+        except psycopg.Error as exc:
+            raise self._unavailable_error(exc) from exc
+        try:
+            return await self._ping(raw)
+        except psycopg.Error as exc:
+            raise self._unavailable_error(exc) from exc
+        finally:
+            await raw.close()
 
     async def _single(self, sql: Any, params: Any, fetch: int) -> Any:
         """One statement on an autocommit connection: an implicit transaction, one round trip.

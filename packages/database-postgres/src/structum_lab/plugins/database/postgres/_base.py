@@ -10,6 +10,7 @@ options in ``_transactions.py``.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import weakref
@@ -26,11 +27,13 @@ from psycopg_pool.base import BasePool
 from structum_lab.plugins.database._checkouts import blind_socket, keep_inherited
 from structum_lab.plugins.database._hooks import ConfigureHook, ConnectionHooks, PasswordSource
 from structum_lab.plugins.database._retry import DEFAULT_POLICY
+from structum_lab.plugins.database._state import DEFAULT_HEALTH_TIMEOUT
 from structum_lab.plugins.database.base import DatabaseState
 from structum_lab.plugins.database.errors import (
     ConfigurationError,
     DatabaseClosedError,
     DatabaseError,
+    DatabaseUnavailableError,
     QueryError,
 )
 from structum_lab.plugins.database.health import HealthThresholds
@@ -187,6 +190,7 @@ class PostgresCommon(DatabaseState):
         configure: ConfigureHook | str | None = None,
         password: PasswordSource | None = None,
         leak_detection_threshold: float | None = None,
+        health_timeout: float = DEFAULT_HEALTH_TIMEOUT,
     ) -> None:
         owner = type(self).__name__
         conninfo, url_params = normalize_url(url, owner)
@@ -210,6 +214,7 @@ class PostgresCommon(DatabaseState):
             retry_max_backoff=retry_max_backoff,
             retry_timeout=retry_timeout,
             leak_detection_threshold=leak_detection_threshold,
+            health_timeout=health_timeout,
         )
         if connect_args is not None and not isinstance(connect_args, Mapping):
             raise ConfigurationError(
@@ -369,6 +374,31 @@ class PostgresCommon(DatabaseState):
     # -- checks ------------------------------------------------------------------------------
     def _mark_suspect(self) -> None:
         self._suspect_before = time.monotonic()
+
+    def _probe_connect_arguments(self, deadline: float) -> tuple[str, dict[str, Any]]:
+        """Conninfo and keyword arguments of a health probe's own connection.
+
+        The pool's own, with a ``connect_timeout`` no longer than what is left of the probe's
+        time (libpq counts whole seconds, 2 at least; the caller stops waiting at ``deadline``
+        anyway).
+        """
+        kwargs = dict(self._connect_kwargs)
+        left = max(2, math.ceil(deadline - time.monotonic()))
+        configured = kwargs.get("connect_timeout")
+        if configured is None:
+            configured = conninfo_to_dict(self._conninfo).get("connect_timeout")
+        try:
+            current = int(configured) if configured is not None else 0
+        except (TypeError, ValueError):
+            current = 0
+        kwargs["connect_timeout"] = left if current <= 0 else min(current, left)
+        return self._conninfo, kwargs
+
+    def _probe_timeout_error(self) -> DatabaseUnavailableError:
+        return DatabaseUnavailableError(
+            f"no connection to {self.url!r} within health_timeout={self.health_timeout:g}s "
+            "(the server accepts no connections or does not answer)"
+        )
 
     def _acquire_error(self, exc: BaseException) -> tuple[DatabaseError, BaseException]:
         """Turn psycopg_pool's PoolTimeout into ours, or into "the database is unreachable".

@@ -24,6 +24,7 @@ from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 from typing_extensions import Self
 
+from structum_lab.plugins.database._bounded import call_within
 from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetupError
 from structum_lab.plugins.database._statements import (
     check_statement,
@@ -51,6 +52,15 @@ from ._queries import plan_batch, prepare_query
 from ._transactions import TxPlan, is_no_rows, returned_error, savepoint_name, tx_plan
 
 __all__ = ["PostgresConnection", "PostgresDatabase", "PostgresResult"]
+
+# getconn() refuses a timeout of 0; this is "only if a connection is ready now".
+_NO_WAIT = 0.001
+
+
+def _close_quietly(raw: psycopg.Connection[Any]) -> None:
+    """Close a probe connection that arrived after its caller gave up."""
+    raw.close()
+
 
 _AUTOCOMMIT_STATEMENT = "a statement that commits by itself (db.execute/fetchone/fetchall)"
 
@@ -482,6 +492,8 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             shrinks idle connections itself and ignores it.
         name: Name in logs, health details and the psycopg pool (default: the masked URL).
         health_thresholds: When a reachable database counts as DEGRADED.
+        health_timeout: Seconds ``health_check()`` may take (3 by default). It never queues
+            behind the pool: with no connection free it connects on its own, within this time.
         max_waiting: Most callers that may wait for a connection (psycopg_pool's own limit);
             one more fails at once with ``PoolOverloadedError`` (0: no limit).
         retries: ``run_transaction()``'s default number of retries.
@@ -501,6 +513,7 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
     __module__ = PUBLIC_MODULE
 
     _pool: ConnectionPool[_RawConnection]
+    _raw_class: type[_RawConnection]
 
     def _create_pool(self, *, open_now: bool) -> ConnectionPool[_RawConnection]:
         raw_class = cast(
@@ -515,6 +528,7 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
                 },
             ),
         )
+        self._raw_class = raw_class
         pool: ConnectionPool[_RawConnection] = ConnectionPool(
             **self._pool_arguments(raw_class), open=open_now
         )
@@ -714,15 +728,71 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         except psycopg.Error as exc:
             logger.debug("rollback failed: %s", exc)
 
-    def _probe(self) -> None:
-        raw = self._checkout()
+    def _probe(self) -> float | None:
+        """A pooled connection free at once, else a short-lived one (see ``health_check()``)."""
+        deadline = time.monotonic() + self.health_timeout
+        if not self._pool_open:
+            self.open()
+        raw = self._idle_connection()
+        if raw is not None:
+            try:
+                return self._ping(raw)
+            except psycopg.Error as exc:
+                # Dead while idle: the probe goes on with a connection of its own, which says
+                # whether the server answers.
+                logger.info("discarding a dead pooled connection of %s: %s", self.url, exc)
+                self._mark_suspect()
+                raw.close()
+            finally:
+                self._pool.putconn(raw)
+        return self._probe_alone(deadline)
+
+    def _idle_connection(self) -> _RawConnection | None:
+        """A pooled connection if one is idle now; never queues behind waiting callers."""
+        pool = self._pool
+        if not pool.get_stats().get("pool_available"):
+            return None
         try:
-            raw.set_autocommit(True)
-            raw.execute("SELECT 1")
-        except psycopg.Error as exc:
-            raise self._translate(exc, raw) from exc
+            return pool.getconn(timeout=_NO_WAIT)
+        except (PoolTimeout, TooManyRequests):
+            return None  # taken meanwhile
+        except PoolClosed as exc:
+            raise self._closed_pool_error() from exc
+
+    @staticmethod
+    def _ping(raw: _RawConnection) -> float:
+        """One empty statement outside any transaction; its round trip in seconds."""
+        raw.set_autocommit(True)  # no round trip on an idle connection
+        try:
+            start = time.perf_counter()
+            raw.execute("")
+            taken = time.perf_counter() - start
         finally:
-            self._release(raw, True)
+            if not raw.closed:
+                raw.set_autocommit(False)
+        raw._structum_idle_since = time.monotonic()
+        return taken
+
+    def _probe_alone(self, deadline: float) -> float:
+        """Connect like the pool does (hooks, password), ping, close: all before ``deadline``."""
+        conninfo, kwargs = self._probe_connect_arguments(deadline)
+        remaining = deadline - time.monotonic()
+        try:
+            raw = call_within(
+                partial(self._raw_class.connect, conninfo, **kwargs),
+                remaining,
+                _close_quietly,
+            )
+        except TimeoutError as exc:
+            raise self._probe_timeout_error() from exc
+        except psycopg.Error as exc:
+            raise self._unavailable_error(exc) from exc
+        try:
+            return self._ping(raw)
+        except psycopg.Error as exc:
+            raise self._unavailable_error(exc) from exc
+        finally:
+            raw.close()
 
     def _single(self, sql: Any, params: Any, fetch: int) -> Any:
         """One statement on an autocommit connection: an implicit transaction, one round trip.

@@ -7,6 +7,8 @@ This file is the source of both twins: ``_sync.py`` is generated from it by
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.util.concurrency import greenlet_spawn
 from typing_extensions import Self
 
+from structum_lab.plugins.database._bounded import call_within
 from structum_lab.plugins.database._checkouts import keep_inherited
 from structum_lab.plugins.database._statements import (
     check_statement,
@@ -41,6 +44,10 @@ __all__ = ["AsyncSQLAlchemyConnection", "AsyncSQLAlchemyDatabase"]
 
 _PUBLIC_MODULE = "structum_lab.plugins.database.sqlalchemy"
 _SessionT = TypeVar("_SessionT", bound=AsyncSession)
+
+
+def _ignore(result: object) -> None:
+    """A late health probe's result: nobody waits for it any more."""
 
 
 class AsyncSQLAlchemyConnection(AsyncConnection):
@@ -321,13 +328,27 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
     async def _end(self, conn: AsyncSQLAlchemyConnection, *, commit: bool) -> None:
         await conn._finish(commit=commit)
 
-    async def _probe(self) -> None:
+    async def _probe(self) -> float | None:
+        """An idle pooled connection, else a short-lived one (see ``health_check()``)."""
+        deadline = time.monotonic() + self.health_timeout
         if True:  # ASYNC
             # Checkout, ping and return in ONE greenlet: every awaited driver call inside is a
             # single switch to this task and back (see ``_probe_pooled``).
-            await greenlet_spawn(self._probe_pooled)
+            taken = await greenlet_spawn(self._probe_pooled)
         else:
-            self._probe_pooled()
+            taken = self._probe_pooled()
+        if taken is not None:
+            return taken
+        remaining = max(deadline - time.monotonic(), 0.001)
+        try:
+            if True:  # ASYNC: cancelling the connect abandons it cleanly
+                return await asyncio.wait_for(greenlet_spawn(self._probe_alone), remaining)
+            else:
+                # The connect waits on the driver's own timeout: on a thread, abandoned at the
+                # deadline (it closes what it opened).
+                return call_within(self._probe_alone, remaining, _ignore)
+        except TimeoutError as exc:
+            raise self._probe_timeout_error() from exc
 
     def _reclaimer(self, conn: AsyncSQLAlchemyConnection) -> Callable[[], Any]:
         return partial(self._reclaim, conn._sa)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import threading
+import time
 import uuid
 import weakref
 from collections import deque
@@ -20,12 +21,13 @@ from typing import Any, ClassVar
 import sqlalchemy.exc as sa_exc
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool, StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 from structum_lab.plugins.database._checkouts import blind_socket, keep_inherited
 from structum_lab.plugins.database._hooks import ConfigureHook, ConnectionHooks, PasswordSource
 from structum_lab.plugins.database._retry import DEFAULT_POLICY
-from structum_lab.plugins.database.base import DatabaseState
+from structum_lab.plugins.database._state import DEFAULT_HEALTH_TIMEOUT
+from structum_lab.plugins.database.base import DatabaseState, logger
 from structum_lab.plugins.database.errors import (
     ConfigurationError,
     DatabaseError,
@@ -54,6 +56,7 @@ from ._events import (
     ping_ok,
     socket_fd,
 )
+from ._pool import StructumAsyncQueuePool, StructumQueuePool, checkout_now, is_structum_pool
 from ._sessions import session_class_for
 from ._transactions import TransactionSetup, transaction_setup
 from ._urls import _is_memory_sqlite, driver_hint, resolve_url
@@ -195,6 +198,7 @@ class SQLAlchemyState(DatabaseState):
         configure: ConfigureHook | str | None = None,
         password: PasswordSource | None = None,
         leak_detection_threshold: float | None = None,
+        health_timeout: float = DEFAULT_HEALTH_TIMEOUT,
         **engine_options: Any,
     ) -> None:
         """Create the engine and its pool (connections are opened on first use).
@@ -213,6 +217,9 @@ class SQLAlchemyState(DatabaseState):
             pre_ping_idle_seconds: Idle time after which a connection is tested on checkout.
             name: Name shown in logs and health output (defaults to the masked URL).
             health_thresholds: When a reachable database counts as DEGRADED.
+            health_timeout: Seconds ``health_check()`` may take (3 by default). It never queues
+                behind the pool: with no connection free it connects on its own, within this
+                time.
             session_class: The class ``get_session()`` builds by default: a ``Session`` subclass
                 for ``SQLAlchemyDatabase``, an ``AsyncSession`` subclass for
                 ``AsyncSQLAlchemyDatabase``, or its import path (``"sqlmodel:Session"``, as
@@ -257,6 +264,7 @@ class SQLAlchemyState(DatabaseState):
             retry_max_backoff=retry_max_backoff,
             retry_timeout=retry_timeout,
             leak_detection_threshold=leak_detection_threshold,
+            health_timeout=health_timeout,
         )
         if not isinstance(text_url, str) or not text_url.strip():
             raise ConfigurationError("url must be a non-empty database URL string", key="url")
@@ -304,15 +312,18 @@ class SQLAlchemyState(DatabaseState):
         # would cost a round trip on every checkout.
         kwargs["pool_pre_ping"] = False
         poolclass = kwargs.get("poolclass")
-        if _is_memory_sqlite(sa_url) and poolclass is None:
-            # Every connection to ":memory:" is a separate, empty database. One connection,
-            # handed to one transaction at a time, makes the pool behave like a real server.
-            poolclass = AsyncAdaptedQueuePool if self._is_async else QueuePool
+        if poolclass is None:
+            # SQLAlchemy's default pool for every dialect we know, with a no-wait checkout
+            # for health probes (_pool.py).
+            poolclass = StructumAsyncQueuePool if self._is_async else StructumQueuePool
             kwargs["poolclass"] = poolclass
-            pool_size, max_overflow, pool_recycle = 1, 0, -1
-            connect_args = dict(kwargs.get("connect_args") or {})
-            connect_args.setdefault("check_same_thread", False)
-            kwargs["connect_args"] = connect_args
+            if _is_memory_sqlite(sa_url):
+                # Every connection to ":memory:" is a separate, empty database. One connection,
+                # handed to one transaction at a time, makes the pool behave like a real server.
+                pool_size, max_overflow, pool_recycle = 1, 0, -1
+                connect_args = dict(kwargs.get("connect_args") or {})
+                connect_args.setdefault("check_same_thread", False)
+                kwargs["connect_args"] = connect_args
         queue_pool = poolclass is None or (
             isinstance(poolclass, type) and issubclass(poolclass, QueuePool)
         )
@@ -583,33 +594,71 @@ class SQLAlchemyState(DatabaseState):
         )
 
     # -- health -------------------------------------------------------------------------------
-    def _probe_pooled(self) -> None:
-        """Check a pooled connection out, ping it, give it back: the body of both ``_probe()``.
+    def _probe_pooled(self) -> float | None:
+        """Ping an idle pooled connection: the first half of both ``_probe()``.
 
         Plain blocking code on the sync engine and its pool's DBAPI connection (no ``Connection``
-        object: a ping needs no transaction bookkeeping). The async twin runs it whole inside
-        one ``greenlet_spawn``, so a health check costs one greenlet instead of three
-        (``connect()`` + ``run_sync()`` + ``close()``), which kept it above 2x a bare round trip.
+        object: a ping needs no transaction bookkeeping); the async twin runs it whole inside one
+        ``greenlet_spawn``.
 
-        Raises:
-            PoolTimeoutError: No connection became free in time.
-            DatabaseUnavailableError: The server cannot be reached or did not answer the ping.
+        Returns:
+            The ping's round trip in seconds; None when no connection is idle now (every one
+            busy, or none open yet) or the idle one was dead: ``_probe_alone()`` decides then.
         """
-        self._enter_checkout()
+        pool = self._sync_engine.pool
         try:
-            pooled = self._sync_engine.raw_connection()
+            if is_structum_pool(pool):
+                with checkout_now():
+                    pooled = self._sync_engine.raw_connection()
+            elif isinstance(pool, QueuePool) and pool.checkedin() == 0:
+                return None  # another pool class: an idle connection or none, best effort
+            else:
+                pooled = self._sync_engine.raw_connection()
+        except sa_exc.TimeoutError:
+            return None
         except Exception as exc:
             raise self._translate(exc, connecting=True) from error_cause(exc)
-        finally:
-            self._exit_checkout()
         try:
             # The dialect's ping: one round trip, no transaction (psycopg sends an empty query).
+            start = time.perf_counter()
             ping_ok(self._sync_engine.dialect, pooled.dbapi_connection)
+            return time.perf_counter() - start
         except Exception as exc:
-            pooled.invalidate()  # a connection that failed its ping must not go back to the pool
-            raise self._unavailable_error(exc) from exc
+            # Dead while idle: the probe goes on with a connection of its own.
+            logger.info(
+                "a pooled connection to %s failed its ping: %s", self.url, type(exc).__name__
+            )
+            pooled.invalidate()
+            return None
         finally:
             pooled.close()
+
+    def _probe_alone(self) -> float:
+        """Open a connection of its own like the pool does (hooks, password), ping it, close it.
+
+        Raises:
+            DatabaseUnavailableError: The server cannot be reached or did not answer the ping.
+        """
+        pool = self._sync_engine.pool
+        try:
+            record = pool._create_connection()
+        except Exception as exc:
+            raise self._translate(exc, connecting=True) from error_cause(exc)
+        try:
+            start = time.perf_counter()
+            ping_ok(self._sync_engine.dialect, record.dbapi_connection)
+            return time.perf_counter() - start
+        except Exception as exc:
+            raise self._unavailable_error(exc) from exc
+        finally:
+            record.close()
+
+    def _probe_timeout_error(self) -> DatabaseUnavailableError:
+        return DatabaseUnavailableError(
+            f"no connection to {self._masked_url!r} within "
+            f"health_timeout={self.health_timeout:g}s (the server accepts no connections or "
+            "does not answer)"
+        )
 
     # -- errors -------------------------------------------------------------------------------
     def _translate(

@@ -9,6 +9,7 @@ This file is the source of both twins: ``_sync.py`` is generated from it by
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -20,6 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from typing_extensions import Self
 
+from structum_lab.plugins.database._bounded import call_within
 from structum_lab.plugins.database._checkouts import keep_inherited
 from structum_lab.plugins.database._statements import (
     check_statement,
@@ -43,6 +45,10 @@ __all__ = ["SQLAlchemyConnection", "SQLAlchemyDatabase"]
 
 _PUBLIC_MODULE = "structum_lab.plugins.database.sqlalchemy"
 _SessionT = TypeVar("_SessionT", bound=Session)
+
+
+def _ignore(result: object) -> None:
+    """A late health probe's result: nobody waits for it any more."""
 
 
 class SQLAlchemyConnection(Connection):
@@ -315,8 +321,19 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
     def _end(self, conn: SQLAlchemyConnection, *, commit: bool) -> None:
         conn._finish(commit=commit)
 
-    def _probe(self) -> None:
-        self._probe_pooled()
+    def _probe(self) -> float | None:
+        """An idle pooled connection, else a short-lived one (see ``health_check()``)."""
+        deadline = time.monotonic() + self.health_timeout
+        taken = self._probe_pooled()
+        if taken is not None:
+            return taken
+        remaining = max(deadline - time.monotonic(), 0.001)
+        try:
+            # The connect waits on the driver's own timeout: on a thread, abandoned at the
+            # deadline (it closes what it opened).
+            return call_within(self._probe_alone, remaining, _ignore)
+        except TimeoutError as exc:
+            raise self._probe_timeout_error() from exc
 
     def _reclaimer(self, conn: SQLAlchemyConnection) -> Callable[[], Any]:
         return partial(self._reclaim, conn._sa)
