@@ -720,8 +720,8 @@ _SLEEP = {"postgresql": "pg_sleep(30)", "mysql": "SLEEP(30)"}
 async def test_a_connection_lost_during_a_single_statement(
     async_backend: Any, two_dbs: tuple[Any, Any], table: str
 ) -> None:
-    # db.execute() outside a transaction: the psycopg backends run it in autocommit, where the
-    # statement is its own COMMIT, so its outcome is unknown; the others wrap it in a
+    # db.execute() outside a transaction: on PostgreSQL every backend runs it in autocommit,
+    # where the statement is its own COMMIT, so its outcome is unknown; the others wrap it in a
     # transaction, which the lost connection rolled back.
     db, admin = two_dbs
     dialect = async_backend.dialect
@@ -743,7 +743,7 @@ async def test_a_connection_lost_during_a_single_statement(
         await conn.execute(_KILL[dialect][1], {"id": found})
     with pytest.raises(DatabaseUnavailableError) as info:
         await _outcome(running)
-    autocommit = async_backend.id.startswith("psycopg")
+    autocommit = dialect == "postgresql"
     assert isinstance(info.value, CommitOutcomeUnknownError) is autocommit
     assert info.value.retryable is not autocommit
     assert db.get_pool_info()["checked_out"] == 0
@@ -852,6 +852,44 @@ async def test_single_statement_calls_leave_no_reference_cycles(async_db: Any, t
     finally:
         gc.enable()
     assert unreachable == 0
+
+
+async def test_single_statement_calls_take_one_round_trip_on_postgresql(
+    async_postgres_backend: Any, postgres_server_url: str
+) -> None:
+    # Counted on the wire: the statement goes alone (autocommit on psycopg's connection is
+    # client-side); as a transaction it would cost BEGIN and COMMIT too. The least of three runs
+    # is the call's own count (something outside the test can only add round trips).
+    from structum_lab.plugins.database.testing import counting_proxy
+
+    with counting_proxy(postgres_server_url) as proxy:
+        db = async_postgres_backend.make(proxy.url(postgres_server_url), pool_size=1)
+
+        async def count(work: Callable[[], Any]) -> float:
+            for _ in range(6):  # warm: psycopg prepares a statement on its fifth execution
+                await work()
+            counts = []
+            for _ in range(3):
+                before = proxy.round_trips
+                for _ in range(4):
+                    await work()
+                counts.append((proxy.round_trips - before) / 4)
+            return min(counts)
+
+        select = "SELECT :id::int AS id"
+        try:
+            assert await count(lambda: db.fetchone(select, {"id": 1})) == 1
+            assert await count(lambda: db.fetchall(select, {"id": 1})) == 1
+            assert await count(lambda: db.execute("SELECT 1")) == 1
+            assert await db.fetchone(select, {"id": 7}) == {"id": 7}
+
+            async def in_transaction() -> None:
+                async with db.transaction() as conn:
+                    await (await conn.execute(select, {"id": 1})).fetchone()
+
+            assert await count(in_transaction) == 3  # BEGIN, SELECT, COMMIT: switched back
+        finally:
+            await db.shutdown()
 
 
 # -- per-connection setup (configure=) -------------------------------------------------------

@@ -95,7 +95,12 @@ TWINS: list[Twin] = [
     Twin(
         "tests-integration/test_portable_async.py",
         "tests-integration/test_portable_sync.py",
-        {"async_db": "sync_db", "async_backend": "sync_backend", "ASYNC_BACKENDS": "SYNC_BACKENDS"},
+        {
+            "async_db": "sync_db",
+            "async_backend": "sync_backend",
+            "async_postgres_backend": "sync_postgres_backend",
+            "ASYNC_BACKENDS": "SYNC_BACKENDS",
+        },
     ),
     Twin(
         "tests-integration/faults/test_health_async.py",

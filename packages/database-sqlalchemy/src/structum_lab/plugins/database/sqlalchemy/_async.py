@@ -30,7 +30,7 @@ from structum_lab.plugins.database._statements import (
 )
 from structum_lab.plugins.database.base import AsyncDatabaseBase, logger
 from structum_lab.plugins.database.errors import DatabaseClosedError
-from structum_lab.plugins.database.interfaces import AsyncConnection, AsyncResult, Params
+from structum_lab.plugins.database.interfaces import AsyncConnection, AsyncResult, Params, Row
 from structum_lab.plugins.database.params import unencodable_error
 from structum_lab.plugins.database.results import AsyncBufferedResult
 
@@ -349,6 +349,46 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
                 return call_within(self._probe_alone, remaining, _ignore)
         except TimeoutError as exc:
             raise self._probe_timeout_error() from exc
+
+    async def _single(self, sql: str, params: Params, fetch: int) -> Any:
+        if self._closed:
+            self._check_open()  # raises DatabaseClosedError
+        if True:  # ASYNC: checkout, statement and return in one greenlet
+            return await greenlet_spawn(self._single_sync, sql, params, fetch)
+        else:
+            return self._single_sync(sql, params, fetch)
+
+    async def fetchone(self, sql: str, params: Params = None) -> Row | None:
+        """Run one statement and return its first row (or None).
+
+        On PostgreSQL (psycopg) the statement runs alone on a connection in autocommit, so the
+        server makes it a transaction of its own: one round trip. On other databases it runs as
+        a ``transaction()`` of its own. Inside a ``transaction()`` of the same thread (or task)
+        it joins that transaction under a SAVEPOINT instead.
+
+        Raises:
+            QueryError: The server rejected the statement (and its subclasses, as for
+                ``conn.execute()``).
+            PoolTimeoutError: No connection became free within ``pool_timeout``.
+            DatabaseUnavailableError: The database cannot be reached
+                (``CommitOutcomeUnknownError`` when the connection was lost while an autocommit
+                statement was in flight).
+        """
+        if not self._single_autocommit or self._joinable() is not None:
+            return await super().fetchone(sql, params)
+        return await self._single(sql, params, 1)  # type: ignore[no-any-return]
+
+    async def fetchall(self, sql: str, params: Params = None) -> list[Row]:
+        """Run one statement and return every row (see :meth:`fetchone`)."""
+        if not self._single_autocommit or self._joinable() is not None:
+            return await super().fetchall(sql, params)
+        return await self._single(sql, params, 2)  # type: ignore[no-any-return]
+
+    async def execute(self, sql: str, params: Params = None) -> int:
+        """Run one statement and return its rowcount (see :meth:`fetchone`)."""
+        if not self._single_autocommit or self._joinable() is not None:
+            return await super().execute(sql, params)
+        return await self._single(sql, params, 0)  # type: ignore[no-any-return]
 
     def _reclaimer(self, conn: AsyncSQLAlchemyConnection) -> Callable[[], Any]:
         return partial(self._reclaim, conn._sa)

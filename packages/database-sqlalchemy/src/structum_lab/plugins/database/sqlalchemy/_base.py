@@ -27,6 +27,7 @@ from structum_lab.plugins.database._checkouts import blind_socket, keep_inherite
 from structum_lab.plugins.database._hooks import ConfigureHook, ConnectionHooks, PasswordSource
 from structum_lab.plugins.database._retry import DEFAULT_POLICY
 from structum_lab.plugins.database._state import DEFAULT_HEALTH_TIMEOUT
+from structum_lab.plugins.database._statements import check_statement
 from structum_lab.plugins.database.base import DatabaseState, logger
 from structum_lab.plugins.database.errors import (
     ConfigurationError,
@@ -37,7 +38,7 @@ from structum_lab.plugins.database.errors import (
 )
 from structum_lab.plugins.database.health import HealthThresholds
 from structum_lab.plugins.database.interfaces import Params
-from structum_lab.plugins.database.params import adapt_params, convert_named
+from structum_lab.plugins.database.params import adapt_params, convert_named, unencodable_error
 from structum_lab.plugins.database.settings import check_bounds
 
 from ._errors import (
@@ -57,11 +58,17 @@ from ._events import (
     socket_fd,
 )
 from ._pool import StructumAsyncQueuePool, StructumQueuePool, checkout_now, is_structum_pool
+from ._results import SQLAlchemyResult
 from ._sessions import session_class_for
 from ._transactions import TransactionSetup, transaction_setup
 from ._urls import _is_memory_sqlite, driver_hint, resolve_url
 
 __all__ = ["SQLAlchemyState"]
+
+_AUTOCOMMIT_STATEMENT = "a statement that commits by itself (db.execute/fetchone/fetchall)"
+# Drivers whose autocommit switch is client-side (psycopg 3 sends nothing: it only decides
+# whether its next statement is preceded by BEGIN), so db.fetchone() & co. cost one round trip.
+_CLIENT_SIDE_AUTOCOMMIT = frozenset({"psycopg", "psycopg_async"})
 
 
 def _setting(name: str, value: Any, kind: type, minimum: float) -> Any:
@@ -372,6 +379,13 @@ class SQLAlchemyState(DatabaseState):
             self._paramstyle = "format"
         # psycopg runs several ;-separated statements from one text when it has no parameters.
         self._multi_statement = backend == "postgresql"
+        # db.fetchone()/fetchall()/execute() outside a transaction: one statement in autocommit,
+        # one round trip, where switching autocommit sends nothing (PostgreSQL over psycopg).
+        # Elsewhere they run as a transaction(): MariaDB's autocommit switch is a round trip of
+        # its own each way (SET autocommit), and SQLite has no round trips to save.
+        self._single_autocommit = (
+            backend == "postgresql" and sync_engine.dialect.driver in _CLIENT_SIDE_AUTOCOMMIT
+        )
         # Every DBAPI connection the pool opened (added once per connect): what a forked child
         # must never use or close.
         connections: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -420,6 +434,56 @@ class SQLAlchemyState(DatabaseState):
                 conn.close()
                 raise
         return conn
+
+    def _single_sync(self, sql: str, params: Params, fetch: int) -> Any:
+        """One statement on a pooled connection in autocommit: an implicit transaction, one trip.
+
+        The body of both twins' ``fetchone()``/``fetchall()``/``execute()`` outside a
+        ``transaction()`` (the async twin runs it whole in one greenlet). Only for drivers whose
+        autocommit switch sends nothing (``_single_autocommit``): the statement goes alone, the
+        server commits it, and the switch back before the connection returns to the pool is
+        client-side too.
+
+        ``fetch``: 0 the rowcount, 1 the first row, 2 every row.
+        """
+        check_statement(sql, True)  # a NUL is refused; a COMMIT is harmless here, a BEGIN undone
+        statement, args = self._prepare(sql, params)
+        self._enter_checkout()
+        try:
+            conn = self._sync_engine.connect()
+        except Exception as exc:
+            raise self._translate(exc, connecting=True) from error_cause(exc)
+        finally:
+            self._exit_checkout()
+        switched = False
+        try:
+            dbapi = conn.connection.dbapi_connection
+            dbapi.autocommit = True  # type: ignore[union-attr]
+            switched = True
+            try:
+                result = SQLAlchemyResult(conn.exec_driver_sql(statement, args))
+            except sa_exc.SQLAlchemyError as exc:
+                # The statement is its own COMMIT: lost in flight, it may have run.
+                raise self._translate(exc, committing=_AUTOCOMMIT_STATEMENT) from error_cause(exc)
+            except UnicodeError as exc:  # raised before anything is sent
+                raise unencodable_error(exc) from exc
+            if fetch == 0:
+                return result.rowcount
+            return result.fetchone() if fetch == 1 else result.fetchall()
+        except sa_exc.SQLAlchemyError as exc:  # the autocommit switch (a closed connection)
+            raise self._translate(exc) from error_cause(exc)
+        finally:
+            try:
+                # Ends SQLAlchemy's (autobegun) transaction: the driver sends a ROLLBACK only if
+                # the statement left one open (a BEGIN).
+                conn.rollback()
+                if switched:
+                    dbapi.autocommit = False  # type: ignore[union-attr]
+            except Exception as exc:
+                # A connection that cannot be reset must not serve anyone else.
+                logger.info("discarding a connection that could not be reset: %s", exc)
+                conn.invalidate()
+            conn.close()
 
     def _after_fork(self) -> None:
         """In a forked child: a new pool (``engine.dispose(close=False)``, SQLAlchemy's recipe).
@@ -662,12 +726,13 @@ class SQLAlchemyState(DatabaseState):
 
     # -- errors -------------------------------------------------------------------------------
     def _translate(
-        self, exc: BaseException, *, connecting: bool = False, committing: bool = False
+        self, exc: BaseException, *, connecting: bool = False, committing: bool | str = False
     ) -> Exception:
         """Turn a SQLAlchemy/driver exception into the Structum error for it.
 
-        ``committing``: ``exc`` came from a COMMIT that was sent, so a lost connection means
-        the outcome is unknown (``CommitOutcomeUnknownError``) rather than "rolled back".
+        ``committing``: ``exc`` came from a COMMIT that was sent (or, when it is a string, from
+        what it names, such as a statement in autocommit), so a lost connection means the
+        outcome is unknown (``CommitOutcomeUnknownError``) rather than "rolled back".
         """
         if isinstance(exc, DatabaseError):
             return exc
@@ -678,13 +743,12 @@ class SQLAlchemyState(DatabaseState):
         orig = error_cause(exc)
         if connecting:
             return self._unavailable_error(orig)
-        lost = self._commit_unknown_error if committing else self._unavailable_error
         if isinstance(exc, sa_exc.DBAPIError):
             if exc.connection_invalidated:
-                return lost(orig)
+                return self._lost_error(orig, committing)
             sqlstate, cls = classify_error(orig)
             if sqlstate and (sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_STATES):
-                return lost(orig)
+                return self._lost_error(orig, committing)
             if cls is None and sqlstate is None and isinstance(exc, sa_exc.IntegrityError):
                 cls = IntegrityError
             return self._query_error(orig, sqlstate, cls)
@@ -694,3 +758,9 @@ class SQLAlchemyState(DatabaseState):
                 f"roll back and retry: {self._redact(str(exc)).splitlines()[0]}"
             )
         return self._query_error(orig, None)
+
+    def _lost_error(self, exc: BaseException, committing: bool | str) -> DatabaseUnavailableError:
+        if not committing:
+            return self._unavailable_error(exc)
+        during = committing if isinstance(committing, str) else "COMMIT"
+        return self._commit_unknown_error(exc, during=during)

@@ -31,7 +31,7 @@ from structum_lab.plugins.database._statements import (
 )
 from structum_lab.plugins.database.base import SyncDatabaseBase, logger
 from structum_lab.plugins.database.errors import DatabaseClosedError
-from structum_lab.plugins.database.interfaces import Connection, Params, Result
+from structum_lab.plugins.database.interfaces import Connection, Params, Result, Row
 from structum_lab.plugins.database.params import unencodable_error
 from structum_lab.plugins.database.results import BufferedResult
 
@@ -334,6 +334,43 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
             return call_within(self._probe_alone, remaining, _ignore)
         except TimeoutError as exc:
             raise self._probe_timeout_error() from exc
+
+    def _single(self, sql: str, params: Params, fetch: int) -> Any:
+        if self._closed:
+            self._check_open()  # raises DatabaseClosedError
+        return self._single_sync(sql, params, fetch)
+
+    def fetchone(self, sql: str, params: Params = None) -> Row | None:
+        """Run one statement and return its first row (or None).
+
+        On PostgreSQL (psycopg) the statement runs alone on a connection in autocommit, so the
+        server makes it a transaction of its own: one round trip. On other databases it runs as
+        a ``transaction()`` of its own. Inside a ``transaction()`` of the same thread (or task)
+        it joins that transaction under a SAVEPOINT instead.
+
+        Raises:
+            QueryError: The server rejected the statement (and its subclasses, as for
+                ``conn.execute()``).
+            PoolTimeoutError: No connection became free within ``pool_timeout``.
+            DatabaseUnavailableError: The database cannot be reached
+                (``CommitOutcomeUnknownError`` when the connection was lost while an autocommit
+                statement was in flight).
+        """
+        if not self._single_autocommit or self._joinable() is not None:
+            return super().fetchone(sql, params)
+        return self._single(sql, params, 1)  # type: ignore[no-any-return]
+
+    def fetchall(self, sql: str, params: Params = None) -> list[Row]:
+        """Run one statement and return every row (see :meth:`fetchone`)."""
+        if not self._single_autocommit or self._joinable() is not None:
+            return super().fetchall(sql, params)
+        return self._single(sql, params, 2)  # type: ignore[no-any-return]
+
+    def execute(self, sql: str, params: Params = None) -> int:
+        """Run one statement and return its rowcount (see :meth:`fetchone`)."""
+        if not self._single_autocommit or self._joinable() is not None:
+            return super().execute(sql, params)
+        return self._single(sql, params, 0)  # type: ignore[no-any-return]
 
     def _reclaimer(self, conn: SQLAlchemyConnection) -> Callable[[], Any]:
         return partial(self._reclaim, conn._sa)
