@@ -107,6 +107,11 @@ TWINS: list[Twin] = [
         "tests-integration/faults/test_health_sync.py",
         {"async_postgres_backend": "sync_postgres_backend"},
     ),
+    Twin(
+        "tests-integration/faults/test_recovery_async.py",
+        "tests-integration/faults/test_recovery_sync.py",
+        {"async_postgres_backend": "sync_postgres_backend"},
+    ),
 ]
 
 _MARK = re.compile(r"^(?P<indent>[ \t]*)if True:\s*#\s*ASYNC\b.*$")

@@ -22,6 +22,7 @@ from psycopg import AsyncPipeline
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
+from psycopg_pool.base import AttemptWithBackoff
 from typing_extensions import Self
 
 from structum_lab.plugins.database._bounded import call_within
@@ -47,6 +48,7 @@ from ._base import (
     TUPLES_OK,
     ConnectMonitor,
     PostgresCommon,
+    ReconnectAttempt,
     logger,
 )
 from ._queries import plan_batch, prepare_query
@@ -140,6 +142,21 @@ class _AsyncRawConnection(psycopg.AsyncConnection[DictRow]):
         except Exception as exc:
             await conn.close()
             raise hooks.setup_failed(exc) from exc
+
+
+class _AsyncStructumPool(AsyncConnectionPool[_AsyncRawConnection]):
+    """psycopg_pool's pool, reconnecting after short pauses (see ``ReconnectAttempt``).
+
+    Its ``_add_connection`` is where every missing connection is opened and, after a failure,
+    rescheduled with the attempt's next delay; the same attempt object travels with the retries.
+    """
+
+    async def _add_connection(
+        self, attempt: AttemptWithBackoff | None, growing: bool = False
+    ) -> None:
+        if attempt is None:
+            attempt = ReconnectAttempt(timeout=self.reconnect_timeout)
+        await super()._add_connection(attempt, growing)
 
 
 class AsyncPostgresResult(AsyncResult):
@@ -552,9 +569,9 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         )
         self._raw_class = raw_class
         if True:  # ASYNC: psycopg_pool deprecates opening an async pool in its constructor
-            return AsyncConnectionPool(**self._pool_arguments(raw_class), open=False)
+            return _AsyncStructumPool(**self._pool_arguments(raw_class), open=False)
         else:
-            pool: AsyncConnectionPool[_AsyncRawConnection] = AsyncConnectionPool(
+            pool: AsyncConnectionPool[_AsyncRawConnection] = _AsyncStructumPool(
                 **self._pool_arguments(raw_class), open=open_now
             )
             self._pool_open = open_now

@@ -22,7 +22,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
 from psycopg.rows import dict_row
-from psycopg_pool.base import BasePool
+from psycopg_pool.base import AttemptWithBackoff, BasePool
 
 from structum_lab.plugins.database._checkouts import blind_socket, keep_inherited
 from structum_lab.plugins.database._hooks import ConfigureHook, ConnectionHooks, PasswordSource
@@ -49,6 +49,7 @@ __all__ = [
     "TUPLES_OK",
     "ConnectMonitor",
     "PostgresCommon",
+    "ReconnectAttempt",
     "logger",
     "normalize_url",
 ]
@@ -83,6 +84,29 @@ class ConnectMonitor:
 
     def failed(self, exc: BaseException) -> None:
         self.last_error = exc
+
+
+class ReconnectAttempt(AttemptWithBackoff):
+    """psycopg_pool's reconnect schedule, with short pauses: 0.1 s doubling up to 0.5 s.
+
+    psycopg_pool waits 1 s after a failed connect, then 2, 4, 8 ... (up to ``reconnect_timeout``)
+    before trying again, and callers wait for that attempt: after an outage of 12 to 20 s the
+    first transaction came 2.6 to 14 s after the server was back. With these pauses it comes
+    within 0.5 s (plus the connect). A refused connect costs the server nothing; the pool's
+    workers try each missing connection twice a second at most (with psycopg_pool's 10 % jitter,
+    so many clients do not knock in step).
+    """
+
+    INITIAL_DELAY = 0.1
+    MAX_DELAY = 0.5
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, self._jitter(self.MAX_DELAY))
+
+    @staticmethod
+    def _jitter(value: float) -> float:
+        return BasePool._jitter(value, -AttemptWithBackoff.DELAY_JITTER, 0.0)
 
 
 # psycopg_pool logs each failed connection attempt with libpq's text, which can quote a piece of

@@ -22,6 +22,7 @@ from psycopg import Pipeline
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
+from psycopg_pool.base import AttemptWithBackoff
 from typing_extensions import Self
 
 from structum_lab.plugins.database._bounded import call_within
@@ -46,6 +47,7 @@ from ._base import (
     TUPLES_OK,
     ConnectMonitor,
     PostgresCommon,
+    ReconnectAttempt,
     logger,
 )
 from ._queries import plan_batch, prepare_query
@@ -132,6 +134,19 @@ class _RawConnection(psycopg.Connection[DictRow]):
         except Exception as exc:
             conn.close()
             raise hooks.setup_failed(exc) from exc
+
+
+class _StructumPool(ConnectionPool[_RawConnection]):
+    """psycopg_pool's pool, reconnecting after short pauses (see ``ReconnectAttempt``).
+
+    Its ``_add_connection`` is where every missing connection is opened and, after a failure,
+    rescheduled with the attempt's next delay; the same attempt object travels with the retries.
+    """
+
+    def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        if attempt is None:
+            attempt = ReconnectAttempt(timeout=self.reconnect_timeout)
+        super()._add_connection(attempt, growing)
 
 
 class PostgresResult(Result):
@@ -529,7 +544,7 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             ),
         )
         self._raw_class = raw_class
-        pool: ConnectionPool[_RawConnection] = ConnectionPool(
+        pool: ConnectionPool[_RawConnection] = _StructumPool(
             **self._pool_arguments(raw_class), open=open_now
         )
         self._pool_open = open_now
