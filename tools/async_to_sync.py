@@ -93,6 +93,11 @@ TWINS: list[Twin] = [
     Twin(f"{_SA}/_async.py", f"{_SA}/_sync.py"),
     Twin(f"{_TESTING}/_mock_async.py", f"{_TESTING}/_mock_sync.py"),
     Twin(
+        "tests-integration/faults/test_deadlines_async.py",
+        "tests-integration/faults/test_deadlines_sync.py",
+        {"async_postgres_backend": "sync_postgres_backend"},
+    ),
+    Twin(
         "tests-integration/test_portable_async.py",
         "tests-integration/test_portable_sync.py",
         {

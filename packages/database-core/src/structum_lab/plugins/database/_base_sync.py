@@ -58,7 +58,15 @@ class _Transaction(Generic[AC]):
         if db._closed:
             db._check_open()  # raises DatabaseClosedError
         options = self._options
-        conn = db._begin(**options) if options else db._begin()
+        if options:
+            conn = db._begin(**options)
+            timeout = options.get("timeout") or db.transaction_timeout
+        else:
+            conn = db._begin()
+            timeout = db.transaction_timeout
+        if timeout is not None:
+            # A client-side deadline too: a server that stops answering cannot hold us forever.
+            conn._deadline = db._arm(conn, timeout)
         if db.leak_detection_threshold is not None:
             db._checkouts.track(conn, "transaction()")
         self._conn = conn
@@ -75,6 +83,11 @@ class _Transaction(Generic[AC]):
             self._savepoint.__exit__(exc_type, exc, tb)
             return
         db = self._db
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            # Cancelled (asyncio.CancelledError, KeyboardInterrupt): a statement may still be
+            # in flight, so the connection is closed rather than rolled back on a socket that
+            # may never answer.
+            self._conn._abandoned = True
         try:
             db._active.reset(self._token)
         except ValueError:  # exited in another Context (FastAPI): see forget_active
@@ -112,6 +125,13 @@ class SyncDatabaseBase(DatabaseState, DatabaseInterface, Generic[AC]):
             The round trip in seconds, connect time excluded; None to let ``health_check()``
             time the whole probe.
         """
+
+    def _arm(self, conn: AC, seconds: float) -> Any:
+        """Arm ``conn``'s client-side deadline (``_deadlines.arm`` on its socket), or None.
+
+        The backend cancels it in ``_end()`` before the connection goes back to the pool.
+        """
+        return None
 
     def _reclaimer(self, conn: AC) -> Callable[[], Any] | None:
         """What rolls back and returns ``conn`` if its caller drops it (None: nothing to do).
@@ -160,7 +180,10 @@ class SyncDatabaseBase(DatabaseState, DatabaseInterface, Generic[AC]):
         Args:
             isolation_level: e.g. ``"SERIALIZABLE"``, ``"REPEATABLE READ"``; None keeps the default.
             read_only: Start a READ ONLY transaction.
-            timeout: Statement timeout in seconds for this transaction, where the server has one.
+            timeout: Seconds this transaction may take. The server cancels a statement that runs
+                longer (where it has a statement timeout); if the server stops answering, the
+                client closes the connection shortly after (never reusing it) and raises
+                ``StatementTimeoutError``. Default: the database's ``transaction_timeout``.
             **options: Backend-specific options (``pipeline=True`` on PostgreSQL).
 
         Returns:

@@ -74,6 +74,8 @@ class Connection(ABC):
     # leak detector's record while the connection is watched.
     _manual = False
     _ticket: Any = None
+    _deadline: Any = None  # the transaction's client-side deadline (``_deadlines.py``), if armed
+    _abandoned = False  # its block was left by a cancellation: state unknown, close it
 
     @abstractmethod
     def execute(self, sql: str, params: Params = None) -> Result:

@@ -18,17 +18,25 @@ from .errors import (
     CommitOutcomeUnknownError,
     ConfigurationError,
     DatabaseClosedError,
+    DatabaseError,
     DatabaseUnavailableError,
     PoolOverloadedError,
     PoolTimeoutError,
     QueryError,
+    StatementTimeoutError,
     error_class_for_sqlstate,
 )
 from .health import HealthResult, HealthStatus, HealthThresholds, evaluate_health
 from .secrets import MaskingFilter, mask_url, redact, remember, scrub_handled, secrets_in
-from .settings import UPPER_BOUNDS
+from .settings import UPPER_BOUNDS, check_bounds
 
-__all__ = ["DEFAULT_HEALTH_TIMEOUT", "DatabaseState", "forget_active", "logger"]
+__all__ = [
+    "DEFAULT_HEALTH_TIMEOUT",
+    "DatabaseState",
+    "forget_active",
+    "logger",
+    "seconds_or_none",
+]
 
 #: Seconds ``health_check()`` may take by default (below the 5 s of FastAPI's health_router).
 DEFAULT_HEALTH_TIMEOUT = 3.0
@@ -48,6 +56,7 @@ class DatabaseState:
 
     backend_name: str = "database"
     health_timeout: float = DEFAULT_HEALTH_TIMEOUT
+    transaction_timeout: float | None = None
     retry_policy: RetryPolicy = DEFAULT_POLICY
     max_waiting: int = 0
 
@@ -64,6 +73,7 @@ class DatabaseState:
         retry_timeout: float = DEFAULT_POLICY.timeout,
         leak_detection_threshold: float | None = None,
         health_timeout: float = DEFAULT_HEALTH_TIMEOUT,
+        transaction_timeout: float | None = None,
     ) -> None:
         self._masked_url = mask_url(url)
         self._secrets: tuple[str, ...] = tuple(secrets_in(url))
@@ -99,6 +109,9 @@ class DatabaseState:
             timeout=retry_timeout,
         )
         self.leak_detection_threshold = leak_threshold(leak_detection_threshold, owner)
+        self.transaction_timeout = seconds_or_none(
+            owner, "transaction_timeout", transaction_timeout
+        )
         self._checkouts = CheckoutTracker(self._masked_url, self.leak_detection_threshold)
         register_database(self)
 
@@ -173,12 +186,62 @@ class DatabaseState:
         timeout: float,
         pool_info: dict[str, Any],
         cls: type[PoolTimeoutError] = PoolTimeoutError,
+        *,
+        oldest_held: float | None = None,
     ) -> PoolTimeoutError:
+        """The pool is exhausted: every connection is held by a caller.
+
+        ``oldest_held``: seconds the longest-held connection has been checked out, when known;
+        it tells a slow or stuck holder (a leak) from a pool too small for its load.
+        """
+        held = ""
+        if oldest_held is not None:
+            pool_info = {**pool_info, "oldest_held_s": round(oldest_held, 3)}
+            held = f"; the oldest holder has had its connection for {oldest_held:.1f}s"
         return cls(
             f"no connection to {self._masked_url!r} became free within {timeout:g}s "
-            f"(pool: {_snapshot(pool_info)}); increase the pool size or look for connections "
-            "not returned",
+            f"(pool: {_snapshot(pool_info)}){held}; increase the pool size or look for "
+            "connections not returned (leak_detection_threshold logs where they were taken)",
             pool_info=pool_info,
+        )
+
+    def _connect_failed_error(
+        self, waited: float, last_error: BaseException | None
+    ) -> DatabaseUnavailableError:
+        """No connection could be opened: name the (masked) target and the last connect error.
+
+        Never a pool-size hint: nothing is checked out, the database cannot be reached.
+        """
+        if last_error is None:
+            reason = "no connection attempt finished (the server accepts no connections)"
+        else:
+            self._chained(last_error)
+            text = self._redact(str(last_error)).strip() or type(last_error).__name__
+            reason = f"the last attempt failed: {text}"
+        return DatabaseUnavailableError(
+            f"cannot connect to {self._masked_url!r} (waited {waited:.1f}s); {reason}"
+        )
+
+    def _deadline_error(
+        self, seconds: float, exc: BaseException | None = None, *, committing: bool = False
+    ) -> DatabaseError:
+        """The transaction outlived its client-side deadline and its connection was broken.
+
+        ``committing``: the deadline fired while COMMIT was in flight, so the outcome is unknown.
+        """
+        if exc is not None:
+            self._chained(exc)
+        if committing:
+            return CommitOutcomeUnknownError(
+                f"the transaction on {self._masked_url!r} ran out of its {seconds:g}s timeout "
+                "during COMMIT (the server did not answer); its connection was closed, so the "
+                "transaction may or may not have been committed. Check whether its changes are "
+                "there before running it again"
+            )
+        return StatementTimeoutError(
+            f"the transaction on {self._masked_url!r} did not finish within its {seconds:g}s "
+            "timeout and the server did not answer; its connection was closed (never reused) "
+            "and nothing was committed"
         )
 
     def _overloaded_error(
@@ -254,6 +317,22 @@ class DatabaseState:
             latency_ms,
             {"backend": self.backend_name, "url": self._masked_url, "error": type(exc).__name__},
         )
+
+
+def seconds_or_none(owner: str, key: str, value: Any) -> float | None:
+    """Check a duration setting that may be off: seconds > 0 (and bounded), or None.
+
+    Raises:
+        ConfigurationError: Not a number > 0.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(
+            f"{owner}: {key} must be a number of seconds > 0, or None, got {value!r}", key=key
+        )
+    check_bounds(owner, key, value)
+    return float(value)
 
 
 def _snapshot(pool_info: dict[str, Any]) -> str:

@@ -40,6 +40,7 @@ UPPER_BOUNDS: dict[str, float] = {
     "health_timeout": _SECONDS,
     "statement_timeout": _SECONDS,
     "connect_timeout": _SECONDS,
+    "transaction_timeout": _SECONDS,
     "max_lifetime": 365 * 86_400.0,
     "pool_recycle": 365 * 86_400.0,
     "max_idle": 365 * 86_400.0,

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any, ClassVar, cast
 
 import psycopg
-from psycopg import AsyncPipeline
+from psycopg import AsyncPipeline, waiting
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
@@ -26,6 +26,7 @@ from psycopg_pool.base import AttemptWithBackoff
 from typing_extensions import Self
 
 from structum_lab.plugins.database._bounded import call_within
+from structum_lab.plugins.database._deadlines import Deadline, abandon_psycopg, arm
 from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetupError
 from structum_lab.plugins.database._statements import (
     check_statement,
@@ -65,6 +66,9 @@ async def _close_quietly(raw: psycopg.AsyncConnection[Any]) -> None:
     await raw.close()
 
 
+# With the latest connect attempt failed, how long a caller waits for an idle connection.
+_KNOWN_DOWN_WAIT = 0.05
+
 _AUTOCOMMIT_STATEMENT = "a statement that commits by itself (db.execute/fetchone/fetchall)"
 
 
@@ -80,6 +84,8 @@ class _AsyncRawConnection(psycopg.AsyncConnection[DictRow]):
     """
 
     _structum_idle_since: float = 0.0
+    _structum_taken_at: float = 0.0  # when a caller checked it out (the oldest holder's age)
+    _structum_deadline: Deadline | None = None  # the client-side deadline of its transaction
     _structum_monitor: ClassVar[ConnectMonitor]
     _structum_hooks: ClassVar[ConnectionHooks]
     _structum_raws: ClassVar[weakref.WeakSet[Any]]  # every connection of the pool (for fork)
@@ -107,6 +113,26 @@ class _AsyncRawConnection(psycopg.AsyncConnection[DictRow]):
         conn._structum_idle_since = time.monotonic()
         cls._structum_raws.add(conn)
         return conn
+
+    if True:  # ASYNC: cancellation returns at once, whatever the server does
+
+        async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            """Wait like psycopg's ``wait()``, except when the task is cancelled mid-statement.
+
+            psycopg then asks the server to cancel the statement and waits for its answer (up
+            to 10 s), which never comes from a frozen server, so ``asyncio.wait_for`` would not
+            return. Here the connection, whose state is unknown, is closed at once and the
+            cancel request goes on in the background; the pool replaces the connection.
+            """
+            try:
+                if timeout is None:
+                    return await waiting.wait_async(gen, self.pgconn.socket, interval=interval)
+                return await waiting.wait_async(
+                    gen, self.pgconn.socket, interval=interval, timeout=timeout
+                )
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                abandon_psycopg(self.pgconn)
+                raise
 
     @staticmethod
     async def _structum_password(hooks: ConnectionHooks) -> str:
@@ -520,7 +546,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         pgbouncer: Preset for PgBouncer in transaction mode: no server-side prepared statements.
         application_name: Shown in ``pg_stat_activity``, unless the URL sets one (None: unset).
         statement_timeout: Default per-statement limit in seconds for every connection.
-        connect_args: Extra psycopg/libpq connection parameters (``sslmode``, ``connect_timeout``).
+        connect_args: Extra psycopg/libpq connection parameters (``sslmode``...).
         echo: Log every statement at DEBUG on ``structum_lab.plugins.database.postgres``.
         open: Start connecting now (True) or on first use (False; e.g. before a fork). The async
             twin always opens on first use or on ``open()``: an asyncio pool must open inside
@@ -531,6 +557,14 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         health_thresholds: When a reachable database counts as DEGRADED.
         health_timeout: Seconds ``health_check()`` may take (3 by default). It never queues
             behind the pool: with no connection free it connects on its own, within this time.
+        transaction_timeout: Default ``timeout`` of every ``transaction()`` and of the
+            single-statement calls, in seconds (None: no limit). It only adds the client-side
+            deadline (a statement timeout on the server is ``statement_timeout``): a transaction
+            still running shortly after it has its connection closed and raises
+            ``StatementTimeoutError``.
+        connect_timeout: Seconds a new connection may take (5 by default; libpq counts whole
+            seconds, 2 at least; None: libpq's default, no limit). A ``connect_timeout`` in the
+            URL or ``connect_args`` wins.
         max_waiting: Most callers that may wait for a connection (psycopg_pool's own limit);
             one more fails at once with ``PoolOverloadedError`` (0: no limit).
         retries: ``run_transaction()``'s default number of retries.
@@ -600,9 +634,10 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
     async def _checkout(self) -> _AsyncRawConnection:
         if not self._pool_open:
             await self.open()
-        pool = self._pool
         try:
-            raw = await pool.getconn()
+            # Someone holds a connection and will give it back: wait in line; otherwise only a
+            # new connection can serve (see _getconn_connecting).
+            raw = await (self._pool.getconn() if self._out else self._getconn_connecting())
         except PoolTimeout as exc:
             error, cause = self._acquire_error(exc)
             raise error from cause
@@ -620,8 +655,37 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
                 or time.monotonic() - idle_since > self.check_idle_seconds
             ):
                 raw = await self._validated(raw)
+        raw._structum_taken_at = time.monotonic()
         self._out.add(raw)
         return raw
+
+    async def _getconn_connecting(self, end: float | None = None) -> _AsyncRawConnection:
+        """Wait for a connection while nobody holds one: the pool is connecting (or cannot).
+
+        An idle connection comes at once. Otherwise only a new connection can serve, which
+        takes at most ``connect_timeout``: waiting the whole pool timeout (the old behaviour)
+        would only delay the same answer, ``DatabaseUnavailableError`` naming the last connect
+        error. While the latest connect attempt has failed (the server is known to be down),
+        a caller fails at once; it still asks the pool, so the pool keeps trying to reconnect.
+        """
+        pool = self._pool
+        start = time.monotonic()
+        if end is None:
+            end = start + self.timeout
+        failure = self._monitor.last_error
+        wait = _KNOWN_DOWN_WAIT if failure is not None else self._connect_wait
+        try:
+            return await pool.getconn(timeout=max(min(wait, end - start), 0.001))
+        except PoolTimeout:
+            if not self._out:
+                failure = self._monitor.last_error or failure
+                error = self._connect_failed_error(time.monotonic() - start, failure)
+                raise error from failure
+            left = end - time.monotonic()
+            if left <= 0:
+                raise
+        # Connections were handed out meanwhile: wait for one like everybody else.
+        return await pool.getconn(timeout=left)
 
     async def _validated(self, raw: _AsyncRawConnection) -> _AsyncRawConnection:
         """Ping ``raw``; replace it (within the pool timeout) while the ones we get are dead."""
@@ -646,7 +710,10 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
                 await self._pool.putconn(raw)
                 raise
             try:
-                raw = await self._pool.getconn(timeout=max(deadline - time.monotonic(), 0.001))
+                if self._out:
+                    raw = await self._pool.getconn(timeout=max(deadline - time.monotonic(), 0.001))
+                else:
+                    raw = await self._getconn_connecting(deadline)
             except PoolTimeout as exc:
                 error, cause = self._acquire_error(exc)
                 raise error from cause
@@ -705,8 +772,16 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         ticket = conn._ticket
         if ticket is not None:
             ticket.checkin(conn)
+        deadline = conn._deadline
         try:
-            if conn._pipeline_cm is not None:
+            if conn._abandoned or (deadline is not None and deadline.fired):
+                # Out of time (the socket is already shut down) or cancelled mid-transaction
+                # (state unknown): close it without waiting for the server; the pool replaces
+                # it, and the server rolls back what was not committed.
+                await raw.close()
+                if commit and deadline is not None and deadline.cancel():
+                    raise self._deadline_error(deadline.seconds)
+            elif conn._pipeline_cm is not None:
                 await self._end_pipeline(conn, raw, commit=commit)
             elif commit:
                 pgconn = raw.pgconn
@@ -722,6 +797,10 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             else:
                 await self._rollback_quietly(raw)
         finally:
+            if deadline is not None:
+                raw._structum_deadline = None
+                if deadline.cancel() and not raw.closed:
+                    await raw.close()  # the deadline fired during COMMIT: never reused
             if conn._autocommit:
                 await self._release(raw, True)
             else:  # ``_release()`` inlined: the common case, once per transaction
@@ -771,6 +850,17 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             await raw.rollback()
         except psycopg.Error as exc:
             logger.debug("rollback failed: %s", exc)
+
+    def _arm(self, conn: AsyncPostgresConnection, seconds: float) -> Deadline | None:
+        raw = conn._raw
+        if raw is None:
+            return None
+        try:
+            fd: int | None = raw.pgconn.socket
+        except psycopg.Error:
+            fd = None  # already broken: its first statement fails anyway
+        deadline = raw._structum_deadline = arm(seconds, fd=fd)
+        return deadline
 
     async def _probe(self) -> float | None:
         """A pooled connection free at once, else a short-lived one (see ``health_check()``)."""
@@ -857,6 +947,9 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             self._log_statement(sql, params)
         raw = await self._checkout()
         sent: bool | str = False
+        deadline = None
+        if self.transaction_timeout is not None:
+            deadline = raw._structum_deadline = arm(self.transaction_timeout, fd=raw.pgconn.socket)
         try:
             await raw.set_autocommit(True)
             cur = raw.cursor()
@@ -872,6 +965,10 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         except psycopg.Error as exc:
             raise self._translate(exc, raw, committing=sent) from exc
         finally:
+            if deadline is not None:
+                raw._structum_deadline = None
+                if deadline.cancel():
+                    await raw.close()
             if raw.pgconn.transaction_status != IDLE:  # the statement was a BEGIN
                 await self._rollback_quietly(raw)
             await self._release(raw, True)

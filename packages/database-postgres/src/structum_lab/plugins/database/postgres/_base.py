@@ -27,7 +27,7 @@ from psycopg_pool.base import AttemptWithBackoff, BasePool
 from structum_lab.plugins.database._checkouts import blind_socket, keep_inherited
 from structum_lab.plugins.database._hooks import ConfigureHook, ConnectionHooks, PasswordSource
 from structum_lab.plugins.database._retry import DEFAULT_POLICY
-from structum_lab.plugins.database._state import DEFAULT_HEALTH_TIMEOUT
+from structum_lab.plugins.database._state import DEFAULT_HEALTH_TIMEOUT, seconds_or_none
 from structum_lab.plugins.database.base import DatabaseState
 from structum_lab.plugins.database.errors import (
     ConfigurationError,
@@ -56,6 +56,9 @@ __all__ = [
 
 
 PUBLIC_MODULE = "structum_lab.plugins.database.postgres"
+
+#: Seconds a new connection may take before the attempt fails (``connect_timeout``).
+DEFAULT_CONNECT_TIMEOUT = 5.0
 
 logger = logging.getLogger("structum_lab.plugins.database.postgres")
 
@@ -215,6 +218,8 @@ class PostgresCommon(DatabaseState):
         password: PasswordSource | None = None,
         leak_detection_threshold: float | None = None,
         health_timeout: float = DEFAULT_HEALTH_TIMEOUT,
+        transaction_timeout: float | None = None,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         owner = type(self).__name__
         conninfo, url_params = normalize_url(url, owner)
@@ -239,7 +244,9 @@ class PostgresCommon(DatabaseState):
             retry_timeout=retry_timeout,
             leak_detection_threshold=leak_detection_threshold,
             health_timeout=health_timeout,
+            transaction_timeout=transaction_timeout,
         )
+        self.connect_timeout = seconds_or_none(owner, "connect_timeout", connect_timeout)
         if connect_args is not None and not isinstance(connect_args, Mapping):
             raise ConfigurationError(
                 f"{owner}: connect_args must be a mapping such as {{'connect_timeout': 10}}, "
@@ -330,15 +337,23 @@ class PostgresCommon(DatabaseState):
         kwargs["prepare_threshold"] = self.prepare_threshold
         if application_name and "application_name" not in url_params:
             kwargs.setdefault("application_name", application_name)
-        if "connect_timeout" not in url_params:
-            # libpq waits forever for an unresponsive host by default; the pool's workers must not.
-            kwargs.setdefault("connect_timeout", 10)
+        if "connect_timeout" not in url_params and self.connect_timeout is not None:
+            # libpq waits forever for an unresponsive host by default; the pool's workers must
+            # not. libpq counts whole seconds, 2 at least.
+            kwargs.setdefault("connect_timeout", max(2, math.ceil(self.connect_timeout)))
         if statement_timeout is not None:
             ms = max(1, round(statement_timeout * 1000))
             existing = str(kwargs.get("options", url_params.get("options", "")))
             kwargs["options"] = f"{existing} -c statement_timeout={ms}".strip()
         self._conninfo = conninfo
         self._connect_kwargs = kwargs
+        # How long a caller waits for a new connection when nobody holds one (see _checkout).
+        seconds = kwargs.get("connect_timeout", url_params.get("connect_timeout"))
+        try:
+            seconds = max(2.0, float(seconds)) if seconds and float(seconds) > 0 else 130.0
+        except (TypeError, ValueError):
+            seconds = 130.0  # psycopg's own default
+        self._connect_wait = seconds + 1.0
 
         self._monitor = ConnectMonitor()
         # Raw connections currently checked out (set.add/discard are atomic under the GIL).
@@ -431,9 +446,16 @@ class PostgresCommon(DatabaseState):
             The error to raise and the exception to chain as its cause.
         """
         failure = self._monitor.last_error
-        if failure is not None:
-            return self._unavailable_error(failure), failure
-        return self._pool_timeout_error(self.timeout, self.get_pool_info()), exc
+        out = list(self._out)
+        if not out:
+            # Nothing is checked out: the pool is not exhausted, it cannot connect.
+            error = self._connect_failed_error(self.timeout, failure)
+            return error, failure or exc
+        oldest = min(raw._structum_taken_at for raw in out)
+        error = self._pool_timeout_error(
+            self.timeout, self.get_pool_info(), oldest_held=time.monotonic() - oldest
+        )
+        return error, exc
 
     def _closed_pool_error(self) -> DatabaseClosedError:
         return DatabaseClosedError(
@@ -454,6 +476,11 @@ class PostgresCommon(DatabaseState):
             return exc
         sqlstate = getattr(exc, "sqlstate", None)
         lost = raw is not None and (raw.closed or raw.broken)
+        if lost:
+            deadline = raw._structum_deadline
+            if deadline is not None and deadline.fired:
+                # Our own deadline broke the connection: the server did not answer in time.
+                return self._deadline_error(deadline.seconds, exc, committing=bool(committing))
         if lost or (
             sqlstate is not None and (sqlstate.startswith("08") or sqlstate in _GONE_SQLSTATES)
         ):

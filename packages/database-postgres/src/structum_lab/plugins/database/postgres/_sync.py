@@ -26,6 +26,7 @@ from psycopg_pool.base import AttemptWithBackoff
 from typing_extensions import Self
 
 from structum_lab.plugins.database._bounded import call_within
+from structum_lab.plugins.database._deadlines import Deadline, arm
 from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetupError
 from structum_lab.plugins.database._statements import (
     check_statement,
@@ -64,6 +65,9 @@ def _close_quietly(raw: psycopg.Connection[Any]) -> None:
     raw.close()
 
 
+# With the latest connect attempt failed, how long a caller waits for an idle connection.
+_KNOWN_DOWN_WAIT = 0.05
+
 _AUTOCOMMIT_STATEMENT = "a statement that commits by itself (db.execute/fetchone/fetchall)"
 
 
@@ -79,6 +83,8 @@ class _RawConnection(psycopg.Connection[DictRow]):
     """
 
     _structum_idle_since: float = 0.0
+    _structum_taken_at: float = 0.0  # when a caller checked it out (the oldest holder's age)
+    _structum_deadline: Deadline | None = None  # the client-side deadline of its transaction
     _structum_monitor: ClassVar[ConnectMonitor]
     _structum_hooks: ClassVar[ConnectionHooks]
     _structum_raws: ClassVar[weakref.WeakSet[Any]]  # every connection of the pool (for fork)
@@ -498,7 +504,7 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         pgbouncer: Preset for PgBouncer in transaction mode: no server-side prepared statements.
         application_name: Shown in ``pg_stat_activity``, unless the URL sets one (None: unset).
         statement_timeout: Default per-statement limit in seconds for every connection.
-        connect_args: Extra psycopg/libpq connection parameters (``sslmode``, ``connect_timeout``).
+        connect_args: Extra psycopg/libpq connection parameters (``sslmode``...).
         echo: Log every statement at DEBUG on ``structum_lab.plugins.database.postgres``.
         open: Start connecting now (True) or on first use (False; e.g. before a fork). The async
             twin always opens on first use or on ``open()``: an asyncio pool must open inside
@@ -509,6 +515,14 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         health_thresholds: When a reachable database counts as DEGRADED.
         health_timeout: Seconds ``health_check()`` may take (3 by default). It never queues
             behind the pool: with no connection free it connects on its own, within this time.
+        transaction_timeout: Default ``timeout`` of every ``transaction()`` and of the
+            single-statement calls, in seconds (None: no limit). It only adds the client-side
+            deadline (a statement timeout on the server is ``statement_timeout``): a transaction
+            still running shortly after it has its connection closed and raises
+            ``StatementTimeoutError``.
+        connect_timeout: Seconds a new connection may take (5 by default; libpq counts whole
+            seconds, 2 at least; None: libpq's default, no limit). A ``connect_timeout`` in the
+            URL or ``connect_args`` wins.
         max_waiting: Most callers that may wait for a connection (psycopg_pool's own limit);
             one more fails at once with ``PoolOverloadedError`` (0: no limit).
         retries: ``run_transaction()``'s default number of retries.
@@ -573,9 +587,10 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
     def _checkout(self) -> _RawConnection:
         if not self._pool_open:
             self.open()
-        pool = self._pool
         try:
-            raw = pool.getconn()
+            # Someone holds a connection and will give it back: wait in line; otherwise only a
+            # new connection can serve (see _getconn_connecting).
+            raw = self._pool.getconn() if self._out else self._getconn_connecting()
         except PoolTimeout as exc:
             error, cause = self._acquire_error(exc)
             raise error from cause
@@ -593,8 +608,37 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
                 or time.monotonic() - idle_since > self.check_idle_seconds
             ):
                 raw = self._validated(raw)
+        raw._structum_taken_at = time.monotonic()
         self._out.add(raw)
         return raw
+
+    def _getconn_connecting(self, end: float | None = None) -> _RawConnection:
+        """Wait for a connection while nobody holds one: the pool is connecting (or cannot).
+
+        An idle connection comes at once. Otherwise only a new connection can serve, which
+        takes at most ``connect_timeout``: waiting the whole pool timeout (the old behaviour)
+        would only delay the same answer, ``DatabaseUnavailableError`` naming the last connect
+        error. While the latest connect attempt has failed (the server is known to be down),
+        a caller fails at once; it still asks the pool, so the pool keeps trying to reconnect.
+        """
+        pool = self._pool
+        start = time.monotonic()
+        if end is None:
+            end = start + self.timeout
+        failure = self._monitor.last_error
+        wait = _KNOWN_DOWN_WAIT if failure is not None else self._connect_wait
+        try:
+            return pool.getconn(timeout=max(min(wait, end - start), 0.001))
+        except PoolTimeout:
+            if not self._out:
+                failure = self._monitor.last_error or failure
+                error = self._connect_failed_error(time.monotonic() - start, failure)
+                raise error from failure
+            left = end - time.monotonic()
+            if left <= 0:
+                raise
+        # Connections were handed out meanwhile: wait for one like everybody else.
+        return pool.getconn(timeout=left)
 
     def _validated(self, raw: _RawConnection) -> _RawConnection:
         """Ping ``raw``; replace it (within the pool timeout) while the ones we get are dead."""
@@ -619,7 +663,10 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
                 self._pool.putconn(raw)
                 raise
             try:
-                raw = self._pool.getconn(timeout=max(deadline - time.monotonic(), 0.001))
+                if self._out:
+                    raw = self._pool.getconn(timeout=max(deadline - time.monotonic(), 0.001))
+                else:
+                    raw = self._getconn_connecting(deadline)
             except PoolTimeout as exc:
                 error, cause = self._acquire_error(exc)
                 raise error from cause
@@ -678,8 +725,16 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         ticket = conn._ticket
         if ticket is not None:
             ticket.checkin(conn)
+        deadline = conn._deadline
         try:
-            if conn._pipeline_cm is not None:
+            if conn._abandoned or (deadline is not None and deadline.fired):
+                # Out of time (the socket is already shut down) or cancelled mid-transaction
+                # (state unknown): close it without waiting for the server; the pool replaces
+                # it, and the server rolls back what was not committed.
+                raw.close()
+                if commit and deadline is not None and deadline.cancel():
+                    raise self._deadline_error(deadline.seconds)
+            elif conn._pipeline_cm is not None:
                 self._end_pipeline(conn, raw, commit=commit)
             elif commit:
                 pgconn = raw.pgconn
@@ -695,6 +750,10 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             else:
                 self._rollback_quietly(raw)
         finally:
+            if deadline is not None:
+                raw._structum_deadline = None
+                if deadline.cancel() and not raw.closed:
+                    raw.close()  # the deadline fired during COMMIT: never reused
             if conn._autocommit:
                 self._release(raw, True)
             else:  # ``_release()`` inlined: the common case, once per transaction
@@ -742,6 +801,17 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             raw.rollback()
         except psycopg.Error as exc:
             logger.debug("rollback failed: %s", exc)
+
+    def _arm(self, conn: PostgresConnection, seconds: float) -> Deadline | None:
+        raw = conn._raw
+        if raw is None:
+            return None
+        try:
+            fd: int | None = raw.pgconn.socket
+        except psycopg.Error:
+            fd = None  # already broken: its first statement fails anyway
+        deadline = raw._structum_deadline = arm(seconds, fd=fd)
+        return deadline
 
     def _probe(self) -> float | None:
         """A pooled connection free at once, else a short-lived one (see ``health_check()``)."""
@@ -823,6 +893,9 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             self._log_statement(sql, params)
         raw = self._checkout()
         sent: bool | str = False
+        deadline = None
+        if self.transaction_timeout is not None:
+            deadline = raw._structum_deadline = arm(self.transaction_timeout, fd=raw.pgconn.socket)
         try:
             raw.set_autocommit(True)
             cur = raw.cursor()
@@ -838,6 +911,10 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         except psycopg.Error as exc:
             raise self._translate(exc, raw, committing=sent) from exc
         finally:
+            if deadline is not None:
+                raw._structum_deadline = None
+                if deadline.cancel():
+                    raw.close()
             if raw.pgconn.transaction_status != IDLE:  # the statement was a BEGIN
                 self._rollback_quietly(raw)
             self._release(raw, True)
