@@ -10,7 +10,7 @@ pool is exhausted. Source of ``test_deadlines_sync.py`` (``tools/async_to_sync.p
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -62,7 +62,7 @@ async def select_one(db: Any) -> None:
         await conn.execute("SELECT 1")
 
 
-async def failure(call: Callable[[], Awaitable[Any]]) -> tuple[float, BaseException]:
+async def failure(call: Callable[[], Any]) -> tuple[float, BaseException]:
     """Seconds ``call()`` took to fail, and its error (the test fails if it succeeds)."""
     began = time.monotonic()
     try:

@@ -40,7 +40,7 @@ def test_defaults() -> None:
     assert kwargs["row_factory"] is dict_row
     assert kwargs["autocommit"] is False
     assert kwargs["application_name"] == "structum"
-    assert kwargs["connect_timeout"] == 10
+    assert kwargs["connect_timeout"] == 5  # connect_timeout=5.0 by default
     assert "options" not in kwargs
 
 

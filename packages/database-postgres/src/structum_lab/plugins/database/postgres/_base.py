@@ -47,6 +47,7 @@ __all__ = [
     "INTRANS",
     "PUBLIC_MODULE",
     "TUPLES_OK",
+    "ConnectFailed",
     "ConnectMonitor",
     "PostgresCommon",
     "ReconnectAttempt",
@@ -67,6 +68,17 @@ IDLE = TransactionStatus.IDLE
 INERROR = TransactionStatus.INERROR
 TUPLES_OK = ExecStatus.TUPLES_OK
 INTRANS = TransactionStatus.INTRANS
+
+
+class ConnectFailed(Exception):
+    """Handed to the pool's waiting callers when connecting failed and nobody holds a connection.
+
+    Nothing will come back to the pool, so they stop waiting; ``cause`` says why.
+    """
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("connecting failed")
+        self.cause = cause
 
 
 class ConnectMonitor:
@@ -449,13 +461,12 @@ class PostgresCommon(DatabaseState):
         out = list(self._out)
         if not out:
             # Nothing is checked out: the pool is not exhausted, it cannot connect.
-            error = self._connect_failed_error(self.timeout, failure)
-            return error, failure or exc
+            return self._connect_failed_error(self.timeout, failure), failure or exc
         oldest = min(raw._structum_taken_at for raw in out)
-        error = self._pool_timeout_error(
+        exhausted = self._pool_timeout_error(
             self.timeout, self.get_pool_info(), oldest_held=time.monotonic() - oldest
         )
-        return error, exc
+        return exhausted, exc
 
     def _closed_pool_error(self) -> DatabaseClosedError:
         return DatabaseClosedError(

@@ -46,6 +46,7 @@ from ._base import (
     INTRANS,
     PUBLIC_MODULE,
     TUPLES_OK,
+    ConnectFailed,
     ConnectMonitor,
     PostgresCommon,
     ReconnectAttempt,
@@ -88,6 +89,7 @@ class _RawConnection(psycopg.Connection[DictRow]):
     _structum_monitor: ClassVar[ConnectMonitor]
     _structum_hooks: ClassVar[ConnectionHooks]
     _structum_raws: ClassVar[weakref.WeakSet[Any]]  # every connection of the pool (for fork)
+    _structum_on_failure: ClassVar[Callable[[BaseException], Any]]
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
@@ -107,6 +109,7 @@ class _RawConnection(psycopg.Connection[DictRow]):
                 cls._structum_configure(conn, hooks)
         except Exception as exc:
             cls._structum_monitor.failed(exc)
+            cls._structum_on_failure(exc)
             raise
         cls._structum_monitor.ok()
         conn._structum_idle_since = time.monotonic()
@@ -554,6 +557,7 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
                     "_structum_monitor": self._monitor,
                     "_structum_hooks": self._hooks,
                     "_structum_raws": self._raws,
+                    "_structum_on_failure": self._connect_failed,
                 },
             ),
         )
@@ -594,6 +598,8 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         except PoolTimeout as exc:
             error, cause = self._acquire_error(exc)
             raise error from cause
+        except ConnectFailed as exc:
+            raise self._connect_failed_error(self.timeout, exc.cause) from exc.cause
         except TooManyRequests as exc:
             raise self._overloaded_error(self.get_pool_info()) from exc
         except PoolClosed as exc:
@@ -629,6 +635,9 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         wait = _KNOWN_DOWN_WAIT if failure is not None else self._connect_wait
         try:
             return pool.getconn(timeout=max(min(wait, end - start), 0.001))
+        except ConnectFailed as exc:
+            error = self._connect_failed_error(time.monotonic() - start, exc.cause)
+            raise error from exc.cause
         except PoolTimeout:
             if not self._out:
                 failure = self._monitor.last_error or failure
@@ -670,10 +679,27 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             except PoolTimeout as exc:
                 error, cause = self._acquire_error(exc)
                 raise error from cause
+            except ConnectFailed as exc:
+                raise self._connect_failed_error(self.timeout, exc.cause) from exc.cause
             except TooManyRequests as exc:
                 raise self._overloaded_error(self.get_pool_info()) from exc
             except PoolClosed as exc:
                 raise self._closed_pool_error() from exc
+
+    def _connect_failed(self, exc: BaseException) -> None:
+        """Tell the pool's waiting callers now that connecting failed, if nobody holds a connection.
+
+        They get ``DatabaseUnavailableError`` at once instead of at their timeout. Runs in the
+        pool's worker; psycopg_pool fails its waiters the same way when it closes.
+        """
+        if self._out:
+            return  # a holder will give its connection back: keep waiting
+        pool = self._pool
+        with pool._lock:
+            waiting = list(pool._waiting)
+            pool._waiting.clear()
+        for client in waiting:
+            client.fail(ConnectFailed(exc))
 
     def _release(self, raw: _RawConnection, autocommit: bool) -> None:
         """Give ``raw`` back to the pool, in manual-commit mode again if it was switched."""
