@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -365,7 +365,7 @@ async def test_async_app_under_100_concurrent_requests(
             ]
             ids = [r.json()["id"] for r in seeded]
 
-            peak = {"checked_out": 0, "total": 0}
+            peak: dict[Literal["checked_out", "total"], int] = {"checked_out": 0, "total": 0}
             sampling = True
 
             async def sample() -> None:

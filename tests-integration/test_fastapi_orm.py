@@ -17,9 +17,10 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.testclient import TestClient
-from sqlalchemy import String, func, select
+from sqlalchemy import String, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from typing_extensions import assert_type
 
 from structum_lab.plugins.database import PostgresDatabase
 from structum_lab.plugins.database.fastapi import (
@@ -27,11 +28,14 @@ from structum_lab.plugins.database.fastapi import (
     AsyncDbSession,
     DbConnection,
     DbSession,
+    PostgresDbConnection,
+    SQLAlchemyDbConnection,
     TransactionMiddleware,
     async_session,
     database_lifespan,
     session,
 )
+from structum_lab.plugins.database.postgres import PostgresConnection
 from structum_lab.plugins.database.sqlalchemy import (
     AsyncSQLAlchemyConnection,
     AsyncSQLAlchemyDatabase,
@@ -256,12 +260,38 @@ def test_db_session_needs_the_sqlalchemy_backend(postgres_server_url: str) -> No
     app = FastAPI(lifespan=database_lifespan(db))
     app.add_middleware(TransactionMiddleware)
 
-    @app.get("/")
-    def route(orm: DbSession) -> None: ...
+    @app.get("/orm")
+    def orm(session: DbSession) -> None: ...
+
+    @app.get("/sqlalchemy")
+    def wrong(conn: SQLAlchemyDbConnection) -> None: ...
+
+    @app.get("/psycopg")
+    def right(conn: PostgresDbConnection, same: DbConnection) -> bool:
+        assert_type(conn, PostgresConnection)
+        return conn is same and conn.execute("SELECT 1").scalar() == 1
 
     try:
-        with TestClient(app) as client, pytest.raises(TypeError, match="PostgresDatabase"):
-            client.get("/")
+        with TestClient(app) as client:
+            with pytest.raises(TypeError, match="needs database 'default' to be a SQLAlchemy"):
+                client.get("/orm")
+            with pytest.raises(TypeError, match="asks for a SQLAlchemyConnection"):
+                client.get("/sqlalchemy")
+            assert client.get("/psycopg").json() is True
         assert db.get_pool_info()["checked_out"] == 0
     finally:
         db.shutdown()
+
+
+def test_backend_typed_connection(sync_orm_db: SQLAlchemyDatabase) -> None:
+    app = FastAPI(lifespan=database_lifespan(sync_orm_db))
+    app.add_middleware(TransactionMiddleware)
+
+    @app.post("/core/{name}", status_code=201)
+    def core(name: str, conn: SQLAlchemyDbConnection) -> None:
+        # The backend's own API, typed: SQLAlchemy Core on the request's connection.
+        conn.sqlalchemy_connection.execute(insert(Note).values(name=name))
+
+    with TestClient(app) as client:
+        assert client.post("/core/zoe").status_code == 201
+    assert saved(sync_orm_db) == ["zoe"]

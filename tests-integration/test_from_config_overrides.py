@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -84,7 +83,7 @@ def test_psycopg_overrides_win(configured: None, postgres_server_url: str) -> No
     try:
         with db.transaction() as conn:
             assert conn.execute("SELECT 1").scalar() == 1
-        info: dict[str, Any] = db.get_pool_info()
+        info = db.get_pool_info()
         assert info["max"] == 3
     finally:
         db.shutdown()

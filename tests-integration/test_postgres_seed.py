@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from structum_lab.config import set_config_provider
+from structum_lab.plugins.database import PoolInfo
 from structum_lab.plugins.dynaconf import DynaconfConfigProvider
 
 
@@ -139,7 +140,7 @@ def test_seed_5_3_pool_is_empty_after_the_example(project: Path) -> None:
 
     from structum_lab.plugins.database import AsyncPostgresDatabase
 
-    async def main() -> dict[str, object]:
+    async def main() -> PoolInfo:
         db = AsyncPostgresDatabase.from_config()
         async with db.transaction() as conn:
             result = await conn.execute("SELECT * FROM users WHERE id = $1", [1])

@@ -71,7 +71,7 @@ class _UserDatabase(DatabaseInterface):
     def __init__(self) -> None:
         self.queries: list[str] = []
 
-    def transaction(self) -> Any:
+    def transaction(self, **options: Any) -> Any:
         return self
 
     def health_check(self) -> HealthResult:

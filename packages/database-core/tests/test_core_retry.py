@@ -91,8 +91,8 @@ class _Flaky(DatabaseInterface):
         self.failures = failures
         self.log: list[str] = []
 
-    @contextmanager
-    def transaction(self, **options: Any) -> Iterator[list[str]]:
+    @contextmanager  # yields a list, not a Connection: all run_transaction() needs
+    def transaction(self, **options: Any) -> Iterator[list[str]]:  # type: ignore[override]
         self.log.append(f"begin {options}")
         yield self.log
         if self.failures:
@@ -110,7 +110,7 @@ class _AsyncFlaky(AsyncDatabaseInterface):
         self.log: list[str] = []
 
     @asynccontextmanager
-    async def transaction(self, **options: Any) -> AsyncIterator[list[str]]:
+    async def transaction(self, **options: Any) -> AsyncIterator[list[str]]:  # type: ignore[override]
         self.log.append(f"begin {options}")
         yield self.log
         if self.failures:

@@ -32,7 +32,7 @@ class _Configurable(DatabaseInterface):
         self.kwargs = {"url": url, "pool_size": pool_size, "timeout": timeout, "echo": echo}
         self.engine_options = engine_options
 
-    def transaction(self) -> Any:
+    def transaction(self, **options: Any) -> Any:
         raise NotImplementedError
 
     def health_check(self) -> HealthResult:
@@ -236,7 +236,7 @@ def test_unknown_override_without_options_fails(provider: Any) -> None:
         def __init__(self, url: str, *, pool_size: int = 5) -> None:
             self.url = url
 
-        def transaction(self) -> Any:
+        def transaction(self, **options: Any) -> Any:
             raise NotImplementedError
 
         def health_check(self) -> HealthResult:

@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 from typing_extensions import Self
 
-from structum_lab.plugins.database import AsyncConnection, Connection, HealthResult, set_database
+from structum_lab.plugins.database import (
+    AsyncConnection,
+    Connection,
+    HealthResult,
+    PoolInfo,
+    set_database,
+)
 from structum_lab.plugins.database.base import AsyncDatabaseBase, SyncDatabaseBase
 from structum_lab.plugins.database.interfaces import Params
 from structum_lab.plugins.database.registry import clear_databases
@@ -112,8 +118,8 @@ class FakeDatabase(SyncDatabaseBase[FakeConnection]):
         self.health_calls += 1
         return self.health or super().health_check()
 
-    def get_pool_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {
+    def get_pool_info(self) -> PoolInfo:
+        info: PoolInfo = {
             "checked_out": self.checked_out,
             "available": 0,
             "total": self.checked_out,
@@ -220,7 +226,7 @@ class AsyncFakeDatabase(AsyncDatabaseBase[AsyncFakeConnection]):
             return self.health
         return await super().health_check()
 
-    def get_pool_info(self) -> dict[str, Any]:
+    def get_pool_info(self) -> PoolInfo:
         return {
             "checked_out": self.checked_out,
             "available": 0,

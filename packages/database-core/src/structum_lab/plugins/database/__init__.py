@@ -34,6 +34,7 @@ from .interfaces import (
     AsyncResult,
     Connection,
     DatabaseInterface,
+    PoolInfo,
     Result,
     Row,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "HealthThresholds",
     "IntegrityError",
     "LockTimeoutError",
+    "PoolInfo",
     "PoolOverloadedError",
     "PoolTimeoutError",
     "QueryError",

@@ -18,7 +18,7 @@ from typing_extensions import Self
 from ._acompat import asleep
 from ._retry import DEFAULT_POLICY, RetryPolicy, check_retry_arguments, is_retryable
 from ._state import logger
-from ._types import PUBLIC_MODULE, AsyncTransactionFunction, Params, Row
+from ._types import PUBLIC_MODULE, AsyncTransactionFunction, Params, PoolInfo, Row
 from .errors import DatabaseError
 from .health import HealthResult
 
@@ -144,12 +144,25 @@ class AsyncDatabaseInterface(ABC):
     __module__ = PUBLIC_MODULE
 
     @abstractmethod
-    def transaction(self, *args: Any, **kwargs: Any) -> AbstractAsyncContextManager[Any]:
+    def transaction(
+        self,
+        *,
+        isolation_level: str | None = None,
+        read_only: bool = False,
+        timeout: float | None = None,
+    ) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection inside a transaction: COMMIT on success, ROLLBACK on any exception.
 
-        Backends accept ``isolation_level``, ``read_only`` and ``timeout`` keywords. Opening a
-        transaction while the same thread (or task) already has one open on this database nests
-        as a SAVEPOINT.
+        Opening a transaction while the same thread (or task) already has one open on this
+        database nests as a SAVEPOINT.
+
+        Args:
+            isolation_level: e.g. ``"SERIALIZABLE"``; None keeps the database default.
+            read_only: Start a READ ONLY transaction.
+            timeout: Bound on the transaction, in seconds, where the backend has one.
+
+        Returns:
+            A context manager yielding the transaction's :class:`AsyncConnection`.
         """
 
     @abstractmethod
@@ -235,17 +248,17 @@ class AsyncDatabaseInterface(ABC):
         transaction under a SAVEPOINT, like a nested ``transaction()``.
         """
         async with self.transaction() as conn:
-            return await (await conn.execute(sql, params)).fetchone()  # type: ignore[no-any-return]
+            return await (await conn.execute(sql, params)).fetchone()
 
     async def fetchall(self, sql: str, params: Params = None) -> list[Row]:
         """Run one statement as a transaction of its own and return every row (see fetchone)."""
         async with self.transaction() as conn:
-            return await (await conn.execute(sql, params)).fetchall()  # type: ignore[no-any-return]
+            return await (await conn.execute(sql, params)).fetchall()
 
     async def execute(self, sql: str, params: Params = None) -> int:
         """Run one statement as a transaction of its own; return its rowcount (see fetchone)."""
         async with self.transaction() as conn:
-            return (await conn.execute(sql, params)).rowcount  # type: ignore[no-any-return]
+            return (await conn.execute(sql, params)).rowcount
 
     async def get_connection(self) -> AsyncConnection:
         """Check out a connection; the caller must commit/rollback and ``close()`` it."""
@@ -253,7 +266,7 @@ class AsyncDatabaseInterface(ABC):
             f"{type(self).__name__} does not hand out connections; use transaction()"
         )
 
-    def get_pool_info(self) -> dict[str, Any]:
+    def get_pool_info(self) -> PoolInfo:
         """Pool statistics: ``checked_out``, ``available``, ``total``, ``overflow`` (+ more)."""
         return {"checked_out": 0, "available": 0, "total": 0, "overflow": 0}
 

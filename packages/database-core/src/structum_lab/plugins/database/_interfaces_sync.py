@@ -20,7 +20,7 @@ from typing_extensions import Self
 from ._acompat import sleep
 from ._retry import DEFAULT_POLICY, RetryPolicy, check_retry_arguments, is_retryable
 from ._state import logger
-from ._types import PUBLIC_MODULE, Params, Row, TransactionFunction
+from ._types import PUBLIC_MODULE, Params, PoolInfo, Row, TransactionFunction
 from .errors import DatabaseError
 from .health import HealthResult
 
@@ -146,12 +146,25 @@ class DatabaseInterface(ABC):
     __module__ = PUBLIC_MODULE
 
     @abstractmethod
-    def transaction(self, *args: Any, **kwargs: Any) -> AbstractContextManager[Any]:
+    def transaction(
+        self,
+        *,
+        isolation_level: str | None = None,
+        read_only: bool = False,
+        timeout: float | None = None,
+    ) -> AbstractContextManager[Connection]:
         """A connection inside a transaction: COMMIT on success, ROLLBACK on any exception.
 
-        Backends accept ``isolation_level``, ``read_only`` and ``timeout`` keywords. Opening a
-        transaction while the same thread (or task) already has one open on this database nests
-        as a SAVEPOINT.
+        Opening a transaction while the same thread (or task) already has one open on this
+        database nests as a SAVEPOINT.
+
+        Args:
+            isolation_level: e.g. ``"SERIALIZABLE"``; None keeps the database default.
+            read_only: Start a READ ONLY transaction.
+            timeout: Bound on the transaction, in seconds, where the backend has one.
+
+        Returns:
+            A context manager yielding the transaction's :class:`Connection`.
         """
 
     @abstractmethod
@@ -237,17 +250,17 @@ class DatabaseInterface(ABC):
         transaction under a SAVEPOINT, like a nested ``transaction()``.
         """
         with self.transaction() as conn:
-            return conn.execute(sql, params).fetchone()  # type: ignore[no-any-return]
+            return conn.execute(sql, params).fetchone()
 
     def fetchall(self, sql: str, params: Params = None) -> list[Row]:
         """Run one statement as a transaction of its own and return every row (see fetchone)."""
         with self.transaction() as conn:
-            return conn.execute(sql, params).fetchall()  # type: ignore[no-any-return]
+            return conn.execute(sql, params).fetchall()
 
     def execute(self, sql: str, params: Params = None) -> int:
         """Run one statement as a transaction of its own; return its rowcount (see fetchone)."""
         with self.transaction() as conn:
-            return (conn.execute(sql, params)).rowcount  # type: ignore[no-any-return]
+            return (conn.execute(sql, params)).rowcount
 
     def get_connection(self) -> Connection:
         """Check out a connection; the caller must commit/rollback and ``close()`` it."""
@@ -255,7 +268,7 @@ class DatabaseInterface(ABC):
             f"{type(self).__name__} does not hand out connections; use transaction()"
         )
 
-    def get_pool_info(self) -> dict[str, Any]:
+    def get_pool_info(self) -> PoolInfo:
         """Pool statistics: ``checked_out``, ``available``, ``total``, ``overflow`` (+ more)."""
         return {"checked_out": 0, "available": 0, "total": 0, "overflow": 0}
 

@@ -184,7 +184,7 @@ class DatabaseState:
     def _pool_timeout_error(
         self,
         timeout: float,
-        pool_info: dict[str, Any],
+        pool_info: Mapping[str, Any],
         cls: type[PoolTimeoutError] = PoolTimeoutError,
         *,
         oldest_held: float | None = None,
@@ -246,7 +246,7 @@ class DatabaseState:
 
     def _overloaded_error(
         self,
-        pool_info: dict[str, Any],
+        pool_info: Mapping[str, Any],
         cls: type[PoolOverloadedError] = PoolOverloadedError,
     ) -> PoolOverloadedError:
         return cls(
@@ -297,7 +297,7 @@ class DatabaseState:
         )
         return QueryError(f"the statement must be a str, got {type(sql).__name__}; {hint}")
 
-    def _health_ok(self, latency_ms: float, pool_info: dict[str, Any]) -> HealthResult:
+    def _health_ok(self, latency_ms: float, pool_info: Mapping[str, Any]) -> HealthResult:
         return evaluate_health(
             latency_ms,
             pool_info,
@@ -335,7 +335,7 @@ def seconds_or_none(owner: str, key: str, value: Any) -> float | None:
     return float(value)
 
 
-def _snapshot(pool_info: dict[str, Any]) -> str:
+def _snapshot(pool_info: Mapping[str, Any]) -> str:
     """``checked_out=1, total=1, ...``: the numeric pool statistics, for error messages."""
     return ", ".join(f"{k}={v}" for k, v in pool_info.items() if isinstance(v, (int, float)))
 

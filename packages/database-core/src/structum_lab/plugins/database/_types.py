@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeAlias, TypeVar
 
-__all__ = ["PUBLIC_MODULE", "AsyncTransactionFunction", "Params", "Row", "TransactionFunction"]
+from typing_extensions import NotRequired, TypedDict
+
+__all__ = [
+    "PUBLIC_MODULE",
+    "AsyncTransactionFunction",
+    "Params",
+    "PoolInfo",
+    "Row",
+    "TransactionFunction",
+]
 
 C = TypeVar("C")
 T = TypeVar("T")
@@ -21,3 +30,31 @@ PUBLIC_MODULE = "structum_lab.plugins.database"
 TransactionFunction: TypeAlias = Callable[[C], T]
 #: The async twins': an ``async def fn(conn)``.
 AsyncTransactionFunction: TypeAlias = Callable[[C], Awaitable[T]]
+
+
+class PoolInfo(TypedDict):
+    """What ``get_pool_info()`` returns: a plain dict (psycopg_pool ``get_stats()`` style).
+
+    Every backend fills the first four keys; the others where its pool knows them.
+    """
+
+    #: Connections held by callers.
+    checked_out: int
+    #: Open connections idle in the pool.
+    available: int
+    #: Open connections (or being opened).
+    total: int
+    #: Connections open beyond ``pool_size``.
+    overflow: int
+    #: The most connections the pool will open (None: unlimited).
+    max: NotRequired[int | None]
+    #: Connections the pool keeps open (psycopg ``min_size``).
+    min: NotRequired[int]
+    #: ``pool_size``.
+    size: NotRequired[int]
+    #: Callers waiting for a connection.
+    waiting: NotRequired[int]
+    #: Connections checked out longer than ``leak_detection_threshold``.
+    leaked: NotRequired[int]
+    #: The driver pool's own counters (psycopg_pool ``get_stats()``).
+    stats: NotRequired[dict[str, int]]

@@ -25,6 +25,7 @@ backends build messages from masked URLs and run driver text through
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from structum_lab.config import ConfigError
@@ -120,7 +121,7 @@ class PoolTimeoutError(DatabaseError):
 
     __module__ = _PUBLIC_MODULE
 
-    def __init__(self, message: str, *, pool_info: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, *, pool_info: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.pool_info: dict[str, Any] = dict(pool_info or {})
 

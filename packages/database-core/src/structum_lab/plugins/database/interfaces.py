@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ._interfaces_async import AsyncConnection, AsyncDatabaseInterface, AsyncResult
 from ._interfaces_sync import Connection, DatabaseInterface, Result
-from ._types import AsyncTransactionFunction, Params, Row, TransactionFunction
+from ._types import AsyncTransactionFunction, Params, PoolInfo, Row, TransactionFunction
 
 __all__ = [
     "AsyncConnection",
@@ -20,6 +20,7 @@ __all__ = [
     "Connection",
     "DatabaseInterface",
     "Params",
+    "PoolInfo",
     "Result",
     "Row",
     "TransactionFunction",

@@ -4,7 +4,9 @@
   ``set_database`` and shuts them down at exit (``FastAPI(lifespan=...)``).
 - :func:`transaction` / :func:`async_transaction` (and the ``DbConnection`` /
   ``AsyncDbConnection`` annotations): a connection inside the request's transaction, for ``def``
-  routes with a sync database and ``async def`` routes with an asyncio one.
+  routes with a sync database and ``async def`` routes with an asyncio one;
+  ``SQLAlchemyDbConnection``, ``PostgresDbConnection`` and their async twins type it with one
+  backend's connection (its own API, e.g. ``.sqlalchemy_connection``, type-checks).
 - :func:`session` / :func:`async_session` (and the ``DbSession`` / ``AsyncDbSession``
   annotations): an ORM session inside the request's transaction, on the same connection
   (SQLAlchemy backend; imported on first use, so the package works without SQLAlchemy).
@@ -51,8 +53,18 @@ if TYPE_CHECKING:
     from ._orm import DbSession as DbSession
     from ._orm import async_session as async_session
     from ._orm import session as session
+    from ._typed import AsyncPostgresDbConnection as AsyncPostgresDbConnection
+    from ._typed import AsyncSQLAlchemyDbConnection as AsyncSQLAlchemyDbConnection
+    from ._typed import PostgresDbConnection as PostgresDbConnection
+    from ._typed import SQLAlchemyDbConnection as SQLAlchemyDbConnection
 
 _ORM_NAMES = ("AsyncDbSession", "DbSession", "async_session", "session")
+_TYPED_NAMES = (
+    "AsyncPostgresDbConnection",
+    "AsyncSQLAlchemyDbConnection",
+    "PostgresDbConnection",
+    "SQLAlchemyDbConnection",
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -62,6 +74,10 @@ def __getattr__(name: str) -> Any:
         from . import _orm  # noqa: PLC0415
 
         return getattr(_orm, name)
+    if name in _TYPED_NAMES:  # each imports its backend
+        from . import _typed  # noqa: PLC0415
+
+        return getattr(_typed, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

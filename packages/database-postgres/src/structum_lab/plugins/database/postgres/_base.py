@@ -37,6 +37,7 @@ from structum_lab.plugins.database.errors import (
     QueryError,
 )
 from structum_lab.plugins.database.health import HealthThresholds
+from structum_lab.plugins.database.interfaces import PoolInfo
 from structum_lab.plugins.database.secrets import MaskingFilter, mask_url, redact, url_secrets
 from structum_lab.plugins.database.settings import check_bounds
 
@@ -515,7 +516,7 @@ class PostgresCommon(DatabaseState):
         logger.debug("%s %r", sql, params)
 
     # -- statistics --------------------------------------------------------------------------
-    def get_pool_info(self) -> dict[str, Any]:
+    def get_pool_info(self) -> PoolInfo:
         """Pool statistics.
 
         Returns:

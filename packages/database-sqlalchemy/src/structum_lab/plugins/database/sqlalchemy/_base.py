@@ -37,7 +37,7 @@ from structum_lab.plugins.database.errors import (
     QueryError,
 )
 from structum_lab.plugins.database.health import HealthThresholds
-from structum_lab.plugins.database.interfaces import Params
+from structum_lab.plugins.database.interfaces import Params, PoolInfo
 from structum_lab.plugins.database.params import adapt_params, convert_named, unencodable_error
 from structum_lab.plugins.database.settings import check_bounds
 
@@ -506,7 +506,7 @@ class SQLAlchemyState(DatabaseState):
         self._acquiring = deque()
         self._admission = threading.Lock()  # another thread of the parent may have held it
 
-    def get_pool_info(self) -> dict[str, Any]:
+    def get_pool_info(self) -> PoolInfo:
         """Pool statistics.
 
         Returns:
@@ -518,7 +518,7 @@ class SQLAlchemyState(DatabaseState):
         """
         return self._pool_info(0)
 
-    def _pool_info(self, arriving: int) -> dict[str, Any]:
+    def _pool_info(self, arriving: int) -> PoolInfo:
         """``get_pool_info()``, counting ``arriving`` more callers in checkout (0 or 1)."""
         pool = self._sync_engine.pool
         counter = self._counter

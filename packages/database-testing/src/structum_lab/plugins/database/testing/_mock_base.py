@@ -18,6 +18,7 @@ from structum_lab.plugins.database import (
     DatabaseUnavailableError,
     HealthResult,
     HealthStatus,
+    PoolInfo,
 )
 from structum_lab.plugins.database.base import DatabaseState
 
@@ -113,7 +114,7 @@ class MockPool:
                 self.opened -= 1
             self.cond.notify()
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> PoolInfo:
         with self.cond:
             return {
                 "checked_out": self.checked_out,
@@ -418,7 +419,7 @@ class MockMixin(DatabaseState):
         """Forget rules, faults and history (the pool keeps its checked-out connections)."""
         self.script.reset()
 
-    def get_pool_info(self) -> dict[str, Any]:
+    def get_pool_info(self) -> PoolInfo:
         """Simulated pool statistics: ``checked_out``, ``available``, ``total``, ``max``, ...
 
         ``leaked`` counts connections held longer than ``leak_detection_threshold``.
