@@ -34,7 +34,7 @@ PACKAGES = [
     "packages/dynaconf",
     "packages/observability",
     "packages/database-core",
-    "packages/database-sqlalchemy[all]",
+    "packages/database-sqlalchemy[all,alembic]",
     "packages/database-postgres[binary]",
     "packages/database-testing",
     "packages/database-fastapi",
