@@ -316,6 +316,27 @@ def _sa_db(url: str) -> tuple[Any, Any, Any]:
     return _sync(op, db.shutdown)
 
 
+def _sa_fetchone(url: str) -> tuple[Any, Any, Any]:
+    from structum_lab.plugins.database.sqlalchemy import SQLAlchemyDatabase
+
+    db = SQLAlchemyDatabase(url, pool_size=1, max_overflow=0, pre_ping_idle_seconds=3600)
+    return _sync(lambda i: db.fetchone(SQL_NAMED, {"id": _user(i)}), db.shutdown)
+
+
+def _asa_fetchone(url: str) -> tuple[Any, Any, Any]:
+    async def make() -> tuple[AsyncOp, Callable[[], Awaitable[object]]]:
+        from structum_lab.plugins.database.sqlalchemy import AsyncSQLAlchemyDatabase
+
+        db = AsyncSQLAlchemyDatabase(url, pool_size=1, max_overflow=0, pre_ping_idle_seconds=3600)
+
+        async def op(i: int) -> None:
+            await db.fetchone(SQL_NAMED, {"id": _user(i)})
+
+        return op, db.shutdown
+
+    return _async(make)  # type: ignore[no-any-return]
+
+
 def _asa_engine(url: str) -> tuple[Any, Any, Any]:
     async def make() -> tuple[AsyncOp, Callable[[], Awaitable[object]]]:
         from sqlalchemy import text
@@ -381,11 +402,18 @@ WORKLOADS: list[Workload] = [
     ),
     Workload(RAW_ENGINE, "point-select-sqlalchemy", _sa_engine),
     Workload("SQLAlchemyDatabase.transaction()", "point-select-sqlalchemy", _sa_db, RAW_ENGINE),
+    Workload("SQLAlchemyDatabase.fetchone()", "point-select-sqlalchemy", _sa_fetchone, RAW_ENGINE),
     Workload(RAW_AENGINE, "point-select-sqlalchemy-async", _asa_engine),
     Workload(
         "AsyncSQLAlchemyDatabase.transaction()",
         "point-select-sqlalchemy-async",
         _asa_db,
+        RAW_AENGINE,
+    ),
+    Workload(
+        "AsyncSQLAlchemyDatabase.fetchone()",
+        "point-select-sqlalchemy-async",
+        _asa_fetchone,
         RAW_AENGINE,
     ),
     Workload("psycopg_pool TPC-B (raw)", "tpcb", _raw_tpcb(False)),

@@ -48,6 +48,8 @@ INSTRUCTION_TARGETS = {
 ROUND_TRIP_LIMITS = {
     "PostgresDatabase.fetchone()": 1.0,
     "AsyncPostgresDatabase.fetchone()": 1.0,
+    "SQLAlchemyDatabase.fetchone()": 1.0,
+    "AsyncSQLAlchemyDatabase.fetchone()": 1.0,
     "PostgresDatabase.transaction(read_only=True)": 2.0,
     "PostgresDatabase TPC-B, pipeline=True": 2.0,
     "PostgresDatabase.health_check()": 1.0,

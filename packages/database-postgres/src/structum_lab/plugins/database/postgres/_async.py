@@ -53,7 +53,7 @@ from ._base import (
     ReconnectAttempt,
     logger,
 )
-from ._queries import plan_batch, prepare_query
+from ._queries import EXECUTE_SQL, execute_entry, missing_key, plan_batch, prepare_query
 from ._transactions import TxPlan, is_no_rows, returned_error, savepoint_name, tx_plan
 
 __all__ = ["AsyncPostgresConnection", "AsyncPostgresDatabase", "AsyncPostgresResult"]
@@ -332,10 +332,23 @@ class AsyncPostgresConnection(AsyncConnection):
         raw = self._raw
         if raw is None:
             raise returned_error()
-        control = check_statement(sql, True)
-        if control is not None and not self._manual:
-            raise control_statement_error(control)
-        sql, params = prepare_query(sql, params)
+        if type(params) is dict and type(sql) is str:
+            # The common case (``:name`` with a dict), once per statement: the statement check
+            # and the conversion in one cache lookup, without a call (see ``prepare_query``).
+            control, sql, pick, single = EXECUTE_SQL.get(sql) or execute_entry(sql)
+            if control is not None and not self._manual:
+                raise control_statement_error(control)
+            if pick is not None:
+                try:
+                    values = pick(params)
+                except KeyError as exc:
+                    raise missing_key(exc, params) from None
+                params = (values,) if single else values
+        else:
+            control = check_statement(sql, True)
+            if control is not None and not self._manual:
+                raise control_statement_error(control)
+            sql, params = prepare_query(sql, params)
         db = self._db
         if db.echo:
             db._log_statement(sql, params)

@@ -13,6 +13,7 @@ from typing import Any
 
 from psycopg.sql import Composable
 
+from structum_lab.plugins.database._statements import check_statement
 from structum_lab.plugins.database.base import DatabaseState
 from structum_lab.plugins.database.errors import (
     QueryError,
@@ -30,6 +31,9 @@ __all__ = ["plan_batch", "plan_query", "prepare_query", "reorder"]
 # hot path of a repeated statement is one lookup. Bounded by clearing, which only costs
 # re-conversion.
 _MAPPING_SQL: dict[str, tuple[str, Callable[[Any], Any] | None, bool]] = {}
+# ``conn.execute(sql, dict)``, the per-transaction hot path: its statement check and its
+# conversion in one lookup, ``(control keyword or None, sql for psycopg, pick, single)``.
+EXECUTE_SQL: dict[str, tuple[str | None, str, Callable[[Any], Any] | None, bool]] = {}
 _SEQUENCE_SQL: dict[str, tuple[str, tuple[int, ...] | None]] = {}
 _CACHE_LIMIT = 4096
 
@@ -61,6 +65,25 @@ def _mapping_entry(sql: str) -> tuple[str, Callable[[Any], Any] | None, bool]:
             _MAPPING_SQL.clear()
         _MAPPING_SQL[sql] = entry
     return entry
+
+
+def execute_entry(sql: str) -> tuple[str | None, str, Callable[[Any], Any] | None, bool]:
+    """``EXECUTE_SQL``'s entry for ``sql`` (a str), made on a miss.
+
+    Raises:
+        QueryError: ``sql`` contains a NUL character (nothing is cached then).
+    """
+    control = check_statement(sql, True)
+    entry = (control, *_mapping_entry(sql))
+    if len(EXECUTE_SQL) >= _CACHE_LIMIT:
+        EXECUTE_SQL.clear()
+    EXECUTE_SQL[sql] = entry
+    return entry
+
+
+def missing_key(exc: KeyError, params: Any) -> QueryError:
+    """The error for a ``:name`` the parameters of ``execute()`` lack."""
+    return _missing_key(exc, params, "the parameters have")
 
 
 def _mapping_sql(sql: str) -> str:
