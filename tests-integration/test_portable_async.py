@@ -270,6 +270,27 @@ async def test_health_check(
         await db.shutdown()
 
 
+async def test_health_check_does_not_queue_behind_a_saturated_pool(
+    async_backend: Any, backend_url: Callable[[Any], str]
+) -> None:
+    # Every connection busy: the probe must not wait the pool timeout (30 s) and call the
+    # database unreachable; it answers on a connection of its own, DEGRADED with the snapshot.
+    db = async_backend.make(backend_url(async_backend), pool_size=1, timeout=30.0, health_timeout=2)
+    held = await db.get_connection()
+    try:
+        await held.execute("SELECT 1")
+        start = time.perf_counter()
+        result = await db.health_check()
+        took = time.perf_counter() - start
+    finally:
+        await held.close()
+        await db.shutdown()
+    assert result.status is HealthStatus.DEGRADED, result
+    assert "saturated" in result.message
+    assert result.details["pool"]["checked_out"] == 1
+    assert took < 15  # health_timeout (2 s), not the pool's 30 s, whatever the machine's load
+
+
 async def test_pool_exhaustion(
     async_backend: Any, backend_url: Callable[[Any], str], table: str
 ) -> None:

@@ -254,6 +254,27 @@ def test_health_check(
         db.shutdown()
 
 
+def test_health_check_does_not_queue_behind_a_saturated_pool(
+    sync_backend: Any, backend_url: Callable[[Any], str]
+) -> None:
+    # Every connection busy: the probe must not wait the pool timeout (30 s) and call the
+    # database unreachable; it answers on a connection of its own, DEGRADED with the snapshot.
+    db = sync_backend.make(backend_url(sync_backend), pool_size=1, timeout=30.0, health_timeout=2)
+    held = db.get_connection()
+    try:
+        held.execute("SELECT 1")
+        start = time.perf_counter()
+        result = db.health_check()
+        took = time.perf_counter() - start
+    finally:
+        held.close()
+        db.shutdown()
+    assert result.status is HealthStatus.DEGRADED, result
+    assert "saturated" in result.message
+    assert result.details["pool"]["checked_out"] == 1
+    assert took < 15  # health_timeout (2 s), not the pool's 30 s, whatever the machine's load
+
+
 def test_pool_exhaustion(sync_backend: Any, backend_url: Callable[[Any], str], table: str) -> None:
     db = sync_backend.make(backend_url(sync_backend), pool_size=1, timeout=0.3)
     try:

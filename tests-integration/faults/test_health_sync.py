@@ -131,3 +131,35 @@ def test_latency_excludes_connect_time(
         lost=0,
         doubled=0,
     )
+
+
+def test_frozen_server_process_of_the_idle_connection_does_not_hold_the_probe(
+    faults: Any, sync_postgres_backend: Any, figure: Any
+) -> None:
+    db = sync_postgres_backend.make(
+        faults.url, pool_size=2, timeout=30.0, health_timeout=HEALTH_TIMEOUT
+    )
+    try:
+        with db.transaction() as conn:  # one idle pooled connection afterwards
+            conn.execute("SELECT 1")
+        frozen = faults.backend_pids()
+        for pid in frozen:
+            faults.pause(pid)
+        began = time.monotonic()
+        result = db.health_check()
+        took = time.monotonic() - began
+        for pid in frozen:
+            faults.resume(pid)
+    finally:
+        db.shutdown()
+    # The server itself accepts connections: the probe's own connection says so in time.
+    assert result.status is not HealthStatus.UNHEALTHY, result
+    assert took < HEALTH_TIMEOUT + SLACK
+    figure(
+        fault="server process of the idle pooled connection frozen (SIGSTOP), health probe",
+        backend=sync_postgres_backend.id,
+        saw=f"health {result.status.value.upper()} in {took:.2f} s (probe on its own connection)",
+        recover_s=0.0,
+        lost=0,
+        doubled=0,
+    )

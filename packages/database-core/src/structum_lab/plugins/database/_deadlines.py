@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["GRACE", "Deadline", "abandon_psycopg", "arm"]
+__all__ = ["GRACE", "Deadline", "abandon_psycopg", "arm", "ping_budget"]
 
 logger = logging.getLogger("structum_lab.plugins.database")
 
@@ -204,6 +204,15 @@ def arm(
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_WATCHDOG.after_fork_in_child)
+
+
+def ping_budget(health_timeout: float) -> float:
+    """What to :func:`arm` for a health probe's ping on a pooled connection.
+
+    It fires after half of ``health_timeout`` (``GRACE`` included), leaving the other half to a
+    probe on a connection of its own.
+    """
+    return max(health_timeout / 2 - GRACE, 0.01)
 
 
 def abandon_psycopg(pgconn: Any) -> None:

@@ -26,7 +26,12 @@ from psycopg_pool.base import AttemptWithBackoff
 from typing_extensions import Self
 
 from structum_lab.plugins.database._bounded import call_within
-from structum_lab.plugins.database._deadlines import Deadline, abandon_psycopg, arm
+from structum_lab.plugins.database._deadlines import (
+    Deadline,
+    abandon_psycopg,
+    arm,
+    ping_budget,
+)
 from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetupError
 from structum_lab.plugins.database._statements import (
     check_statement,
@@ -908,6 +913,13 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             await self.open()
         raw = await self._idle_connection()
         if raw is not None:
+            # A server process that stopped answering must not hold the probe: past half its
+            # time the watchdog shuts the socket down, and a connection of its own decides.
+            try:
+                fd: int | None = raw.pgconn.socket
+            except psycopg.Error:
+                fd = None
+            guard = arm(ping_budget(self.health_timeout), fd=fd)
             try:
                 return await self._ping(raw)
             except psycopg.Error as exc:
@@ -915,8 +927,12 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
                 # whether the server answers.
                 logger.info("discarding a dead pooled connection of %s: %s", self.url, exc)
                 self._mark_suspect()
-                await raw.close()
+                if guard.fired:
+                    abandon_psycopg(raw.pgconn)  # closing would wait for the silent server
+                else:
+                    await raw.close()
             finally:
+                guard.cancel()
                 await self._pool.putconn(raw)
         return await self._probe_alone(deadline)
 

@@ -26,7 +26,12 @@ from psycopg_pool.base import AttemptWithBackoff
 from typing_extensions import Self
 
 from structum_lab.plugins.database._bounded import call_within
-from structum_lab.plugins.database._deadlines import Deadline, arm
+from structum_lab.plugins.database._deadlines import (
+    Deadline,
+    abandon_psycopg,
+    arm,
+    ping_budget,
+)
 from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetupError
 from structum_lab.plugins.database._statements import (
     check_statement,
@@ -859,6 +864,13 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             self.open()
         raw = self._idle_connection()
         if raw is not None:
+            # A server process that stopped answering must not hold the probe: past half its
+            # time the watchdog shuts the socket down, and a connection of its own decides.
+            try:
+                fd: int | None = raw.pgconn.socket
+            except psycopg.Error:
+                fd = None
+            guard = arm(ping_budget(self.health_timeout), fd=fd)
             try:
                 return self._ping(raw)
             except psycopg.Error as exc:
@@ -866,8 +878,12 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
                 # whether the server answers.
                 logger.info("discarding a dead pooled connection of %s: %s", self.url, exc)
                 self._mark_suspect()
-                raw.close()
+                if guard.fired:
+                    abandon_psycopg(raw.pgconn)  # closing would wait for the silent server
+                else:
+                    raw.close()
             finally:
+                guard.cancel()
                 self._pool.putconn(raw)
         return self._probe_alone(deadline)
 

@@ -24,6 +24,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from structum_lab.plugins.database._checkouts import blind_socket, keep_inherited
+from structum_lab.plugins.database._deadlines import arm, ping_budget
 from structum_lab.plugins.database._hooks import ConfigureHook, ConnectionHooks, PasswordSource
 from structum_lab.plugins.database._retry import DEFAULT_POLICY
 from structum_lab.plugins.database._state import DEFAULT_HEALTH_TIMEOUT
@@ -682,6 +683,10 @@ class SQLAlchemyState(DatabaseState):
             return None
         except Exception as exc:
             raise self._translate(exc, connecting=True) from error_cause(exc)
+        # A server process that stopped answering must not hold the probe: past half its time
+        # the watchdog shuts the socket down, and a connection of its own decides.
+        fd = socket_fd(pooled.dbapi_connection)
+        guard = arm(ping_budget(self.health_timeout), fd=fd) if fd is not None else None
         try:
             # The dialect's ping: one round trip, no transaction (psycopg sends an empty query).
             start = time.perf_counter()
@@ -695,6 +700,8 @@ class SQLAlchemyState(DatabaseState):
             pooled.invalidate()
             return None
         finally:
+            if guard is not None:
+                guard.cancel()
             pooled.close()
 
     def _probe_alone(self) -> float:
