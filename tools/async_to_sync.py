@@ -68,6 +68,9 @@ NAMES: dict[str, str] = {
 
 # Imports whose sync partner lives in another module: the whole line is replaced.
 IMPORTS: dict[str, str] = {
+    "from ._replicas_async import AsyncReplicaRouter": (
+        "from ._replicas_sync import ReplicaRouter"
+    ),
     "from sqlalchemy.ext.asyncio import AsyncConnection as SAAsyncConnection": (
         "from sqlalchemy import Connection as SAConnection"
     ),
@@ -89,12 +92,18 @@ class Twin:
 TWINS: list[Twin] = [
     Twin(f"{_CORE}/_interfaces_async.py", f"{_CORE}/_interfaces_sync.py"),
     Twin(f"{_CORE}/_base_async.py", f"{_CORE}/_base_sync.py"),
+    Twin(f"{_CORE}/_replicas_async.py", f"{_CORE}/_replicas_sync.py"),
     Twin(f"{_PG}/_async.py", f"{_PG}/_sync.py"),
     Twin(f"{_SA}/_async.py", f"{_SA}/_sync.py"),
     Twin(f"{_TESTING}/_mock_async.py", f"{_TESTING}/_mock_sync.py"),
     Twin(
         "tests-integration/faults/test_deadlines_async.py",
         "tests-integration/faults/test_deadlines_sync.py",
+        {"async_postgres_backend": "sync_postgres_backend"},
+    ),
+    Twin(
+        "tests-integration/replicas/test_replicas_async.py",
+        "tests-integration/replicas/test_replicas_sync.py",
         {"async_postgres_backend": "sync_postgres_backend"},
     ),
     Twin(

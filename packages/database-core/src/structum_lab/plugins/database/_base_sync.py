@@ -11,21 +11,28 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._acompat import Owner, get_ident
+from ._replicas import FAILOVER_ERRORS, checked_replica_options
+from ._replicas_sync import ReplicaRouter
 from ._state import DatabaseState, forget_active
 from .errors import DatabaseError
 from .health import HealthResult
-from .interfaces import Connection, DatabaseInterface
+from .interfaces import Connection, DatabaseInterface, Params, Row
 
 __all__ = ["SyncDatabaseBase"]
 
 AC = TypeVar("AC", bound=Connection)
+
+# Settings a replica does not take from its primary.
+_NOT_INHERITED = frozenset(
+    {"self", "url", "name", "__class__", "replicas", "max_replica_lag", "replica_check_interval"}
+)
 
 
 class _Transaction(Generic[AC]):
@@ -36,7 +43,7 @@ class _Transaction(Generic[AC]):
     keyword unpacking when there are no options.
     """
 
-    __slots__ = ("_conn", "_db", "_options", "_savepoint", "_token")
+    __slots__ = ("_conn", "_db", "_options", "_savepoint", "_target", "_token")
 
     def __init__(self, db: SyncDatabaseBase[AC], options: dict[str, Any]) -> None:
         self._db = db
@@ -58,20 +65,42 @@ class _Transaction(Generic[AC]):
         if db._closed:
             db._check_open()  # raises DatabaseClosedError
         options = self._options
+        self._target = db
         if options:
-            conn = db._begin(**options)
+            if db._router is not None and options.get("read_only"):
+                conn = self._routed(db._router, options)
+            else:
+                conn = db._begin(**options)
             timeout = options.get("timeout") or db.transaction_timeout
         else:
             conn = db._begin()
             timeout = db.transaction_timeout
         if timeout is not None:
             # A client-side deadline too: a server that stops answering cannot hold us forever.
-            conn._deadline = db._arm(conn, timeout)
+            conn._deadline = self._target._arm(conn, timeout)
         if db.leak_detection_threshold is not None:
-            db._checkouts.track(conn, "transaction()")
+            self._target._checkouts.track(conn, "transaction()")
         self._conn = conn
         self._token = db._active.set((conn, owner))
         return conn
+
+    def _routed(self, router: ReplicaRouter, options: dict[str, Any]) -> AC:
+        """Begin a read-only transaction on a usable replica, else on the primary."""
+        target = router.pick_watched()
+        if target is not None:
+            # A standby refuses writes by itself. Without READ ONLY here, a driver that resets
+            # it to "read write" afterwards (SQLAlchemy) never sends BEGIN READ WRITE to it.
+            rest = {k: v for k, v in options.items() if k != "read_only" and v is not None}
+            try:
+                conn: AC = target._begin(**rest) if rest else target._begin()
+            except FAILOVER_ERRORS as exc:
+                node = router.node_of(target)
+                if node is not None:
+                    router.replica_failed(node, exc)
+            else:
+                self._target = target
+                return conn
+        return self._db._begin(**options)
 
     def __exit__(
         self,
@@ -92,11 +121,31 @@ class _Transaction(Generic[AC]):
             db._active.reset(self._token)
         except ValueError:  # exited in another Context (FastAPI): see forget_active
             forget_active(db._active, self._token, self._conn)
-        db._end(self._conn, commit=exc_type is None)
+        router = db._router
+        if router is None:
+            db._end(self._conn, commit=exc_type is None)
+            return
+        target = self._target
+        try:
+            target._end(self._conn, commit=exc_type is None)
+        except FAILOVER_ERRORS as error:
+            if target is not db:
+                router.failed_db(target, error)
+            raise
+        finally:
+            if exc_type is None and target is db and not self._options.get("read_only"):
+                # Read-your-writes: this context reads from the primary until a replica has
+                # replayed past this (possible) write.
+                router.wrote()
+        if target is not db and isinstance(exc, FAILOVER_ERRORS):
+            router.failed_db(target, exc)
 
 
 class SyncDatabaseBase(DatabaseState, DatabaseInterface, Generic[AC]):
-    """Shared machinery of the backends (transactions, nesting, health)."""
+    """Shared machinery of the backends (transactions, nesting, health, replica routing)."""
+
+    #: Routes reads to replicas; None without ``replicas`` (and on a replica itself).
+    _router: ReplicaRouter | None = None
 
     def __init__(self, url: str, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
@@ -104,6 +153,46 @@ class SyncDatabaseBase(DatabaseState, DatabaseInterface, Generic[AC]):
             f"structum_db_active_{id(self)}", default=None
         )
         self._pinned: AC | None = None
+
+    def _init_replicas(
+        self,
+        replicas: Sequence[str] | str | None,
+        max_replica_lag: float,
+        replica_check_interval: float,
+        settings: dict[str, Any],
+    ) -> None:
+        """Build one database per replica URL (this class, ``settings``) and the router.
+
+        Called by each backend at the end of its constructor with its own constructor
+        arguments (without ``url`` and the replica settings).
+        """
+        owner = type(self).__name__
+        urls = checked_replica_options(owner, replicas, max_replica_lag, replica_check_interval)
+        self.max_replica_lag = float(max_replica_lag)
+        self.replica_check_interval = float(replica_check_interval)
+        if not urls:
+            return
+        self._add_secrets(urls)
+        named = settings.get("name")
+        settings = {k: v for k, v in settings.items() if k not in _NOT_INHERITED}
+        built = []
+        try:
+            for i, url in enumerate(urls, 1):
+                name = f"{named}-replica-{i}" if named else None
+                built.append(type(self)(url, name=name, **settings))
+        except BaseException:
+            for db in built:
+                db._closed = True
+            raise
+        self._router = ReplicaRouter(
+            self, built, max_lag=self.max_replica_lag, interval=self.replica_check_interval
+        )
+
+    @property
+    def replicas(self) -> list[Any]:
+        """The replica databases (empty without ``replicas``)."""
+        router = self._router
+        return [] if router is None else [node.db for node in router.nodes]
 
     # -- hooks -------------------------------------------------------------------------------
     @abstractmethod
@@ -269,4 +358,65 @@ class SyncDatabaseBase(DatabaseState, DatabaseInterface, Generic[AC]):
             return self._health_failed(exc, (time.perf_counter() - start) * 1000.0)
         if round_trip is None:
             round_trip = time.perf_counter() - start
-        return self._health_ok(round_trip * 1000.0, self.get_pool_info())
+        result = self._health_ok(round_trip * 1000.0, self.get_pool_info())
+        if self._router is not None:
+            return self._router.health(result)
+        return result
+
+    def fetchone(self, sql: str, params: Params = None, *, read_only: bool = False) -> Row | None:
+        """Run one statement as a transaction of its own and return its first row (or None).
+
+        Args:
+            sql: The statement.
+            params: Its parameters.
+            read_only: The statement only reads: with ``replicas`` a usable replica may run it
+                (the primary does when none is, or when the replica fails; no error reaches
+                the caller for that).
+        """
+        if self._router is not None:
+            return self._routed_single(sql, params, 1, read_only)  # type: ignore[no-any-return]
+        return super().fetchone(sql, params)
+
+    def fetchall(self, sql: str, params: Params = None, *, read_only: bool = False) -> list[Row]:
+        """Run one statement as a transaction of its own and return every row (see fetchone)."""
+        if self._router is not None:
+            return self._routed_single(sql, params, 2, read_only)  # type: ignore[no-any-return]
+        return super().fetchall(sql, params)
+
+    def _routed_single(self, sql: Any, params: Any, fetch: int, read_only: bool) -> Any:
+        """``db.fetchone/fetchall/execute`` of a database with replicas (``fetch``: 1, 2, 0).
+
+        A read outside a transaction may go to a replica; anything else runs here and stamps
+        the caller's context for read-your-writes.
+        """
+        router = self._router
+        assert router is not None
+        if read_only and self._joinable() is None:
+            return self._replica_read(router, sql, params, fetch)
+        try:
+            return self._unrouted_single(sql, params, fetch)
+        finally:
+            router.wrote()  # read-your-writes (see transaction())
+
+    def _unrouted_single(self, sql: Any, params: Any, fetch: int) -> Any:
+        """One statement on this database, as without replicas (backends use their fast path)."""
+        if fetch == 1:
+            return DatabaseInterface.fetchone(self, sql, params)
+        if fetch == 2:
+            return DatabaseInterface.fetchall(self, sql, params)
+        return DatabaseInterface.execute(self, sql, params)
+
+    def _replica_read(self, router: ReplicaRouter, sql: str, params: Params, fetch: int) -> Any:
+        """One read on a usable replica; on the primary when there is none or it fails."""
+        target = router.pick_watched()
+        if target is not None:
+            try:
+                return target._unrouted_single(sql, params, fetch)
+            except FAILOVER_ERRORS as exc:
+                router.failed_db(target, exc)
+        return self._unrouted_single(sql, params, fetch)
+
+    def _shutdown_replicas(self) -> None:
+        """Stop the replica watchers and shut the replicas down (backends' ``shutdown()``)."""
+        if self._router is not None:
+            self._router.shutdown()

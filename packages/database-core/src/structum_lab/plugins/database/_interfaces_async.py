@@ -239,18 +239,25 @@ class AsyncDatabaseInterface(ABC):
         """
         return True
 
-    async def fetchone(self, sql: str, params: Params = None) -> Row | None:
+    async def fetchone(
+        self, sql: str, params: Params = None, *, read_only: bool = False
+    ) -> Row | None:
         """Run one statement as a transaction of its own and return its first row (or None).
 
         The same as ``transaction()`` around ``conn.execute(sql, params).fetchone()``: the same
         errors, timeouts and masking. Backends run it faster where they can (one round trip on
         PostgreSQL); inside a ``transaction()`` of the same thread (or task) it joins that
         transaction under a SAVEPOINT, like a nested ``transaction()``.
+
+        ``read_only=True`` says the statement only reads, so that a database with ``replicas``
+        may send it to a replica; it does not make the statement's transaction READ ONLY.
         """
         async with self.transaction() as conn:
             return await (await conn.execute(sql, params)).fetchone()
 
-    async def fetchall(self, sql: str, params: Params = None) -> list[Row]:
+    async def fetchall(
+        self, sql: str, params: Params = None, *, read_only: bool = False
+    ) -> list[Row]:
         """Run one statement as a transaction of its own and return every row (see fetchone)."""
         async with self.transaction() as conn:
             return await (await conn.execute(sql, params)).fetchall()

@@ -241,18 +241,21 @@ class DatabaseInterface(ABC):
         """
         return True
 
-    def fetchone(self, sql: str, params: Params = None) -> Row | None:
+    def fetchone(self, sql: str, params: Params = None, *, read_only: bool = False) -> Row | None:
         """Run one statement as a transaction of its own and return its first row (or None).
 
         The same as ``transaction()`` around ``conn.execute(sql, params).fetchone()``: the same
         errors, timeouts and masking. Backends run it faster where they can (one round trip on
         PostgreSQL); inside a ``transaction()`` of the same thread (or task) it joins that
         transaction under a SAVEPOINT, like a nested ``transaction()``.
+
+        ``read_only=True`` says the statement only reads, so that a database with ``replicas``
+        may send it to a replica; it does not make the statement's transaction READ ONLY.
         """
         with self.transaction() as conn:
             return conn.execute(sql, params).fetchone()
 
-    def fetchall(self, sql: str, params: Params = None) -> list[Row]:
+    def fetchall(self, sql: str, params: Params = None, *, read_only: bool = False) -> list[Row]:
         """Run one statement as a transaction of its own and return every row (see fetchone)."""
         with self.transaction() as conn:
             return conn.execute(sql, params).fetchall()

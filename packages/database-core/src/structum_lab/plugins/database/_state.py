@@ -14,6 +14,7 @@ from typing import Any
 
 from ._checkouts import CheckoutTracker, leak_threshold, register_database
 from ._retry import DEFAULT_POLICY, RetryPolicy
+from ._types import PoolInfo
 from .errors import (
     CommitOutcomeUnknownError,
     ConfigurationError,
@@ -114,6 +115,23 @@ class DatabaseState:
         )
         self._checkouts = CheckoutTracker(self._masked_url, self.leak_detection_threshold)
         register_database(self)
+
+    def _init_replicas(
+        self,
+        replicas: Any,
+        max_replica_lag: float,
+        replica_check_interval: float,
+        settings: dict[str, Any],
+    ) -> None:
+        """Build the replicas and their router (the sync and async bases implement it)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def _replica_info(self, info: PoolInfo) -> PoolInfo:
+        """``info`` (this node's pool statistics) with each replica's under ``replicas``."""
+        router: Any = getattr(self, "_router", None)
+        if router is not None:
+            info["replicas"] = router.info()
+        return info
 
     @property
     def url(self) -> str:

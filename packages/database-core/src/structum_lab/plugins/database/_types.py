@@ -58,3 +58,5 @@ class PoolInfo(TypedDict):
     leaked: NotRequired[int]
     #: The driver pool's own counters (psycopg_pool ``get_stats()``).
     stats: NotRequired[dict[str, int]]
+    #: With ``replicas``: each replica's ``name``, ``url``, ``state``, ``lag_seconds``, ``pool``.
+    replicas: NotRequired[list[dict[str, Any]]]

@@ -600,6 +600,11 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         password: The password (instead of one in the URL), or a callable returning it for each
             new connection (rotating tokens; the async twin also awaits a coroutine function).
             The value is used for that connect only and masked in errors.
+        replicas: URLs of streaming replicas (same settings as this database). Reads
+            (``transaction(read_only=True)``, ``fetchone/fetchall(..., read_only=True)``) go
+            to one whose lag is within ``max_replica_lag``, else here; see "Scaling out".
+        max_replica_lag: Seconds a replica may be behind and still serve reads.
+        replica_check_interval: Seconds between two background lag measurements.
     """
 
     __module__ = PUBLIC_MODULE
@@ -1029,12 +1034,15 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             await self._release(raw, True)
 
     # -- public API --------------------------------------------------------------------------
-    async def fetchone(self, sql: str, params: Params = None) -> Row | None:
+    async def fetchone(
+        self, sql: str, params: Params = None, *, read_only: bool = False
+    ) -> Row | None:
         """Run one statement and return its first row (or None), in one round trip.
 
         The statement runs on a connection in autocommit mode, so PostgreSQL makes it a
         transaction of its own; inside a ``transaction()`` of the same thread (or task) it joins
-        that transaction under a SAVEPOINT instead.
+        that transaction under a SAVEPOINT instead. With ``read_only=True`` (the statement only
+        reads) a database with ``replicas`` may run it on a replica.
 
         Raises:
             QueryError: The server rejected the statement (and its subclasses, as for
@@ -1042,21 +1050,34 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             PoolTimeoutError: No connection became free within ``timeout``.
             DatabaseUnavailableError: The database cannot be reached.
         """
+        if self._router is not None:
+            return await self._routed_single(sql, params, 1, read_only)  # type: ignore[no-any-return]
         if self._joinable() is not None:
             return await super().fetchone(sql, params)
         return await self._single(sql, params, 1)  # type: ignore[no-any-return]
 
-    async def fetchall(self, sql: str, params: Params = None) -> list[Row]:
+    async def fetchall(
+        self, sql: str, params: Params = None, *, read_only: bool = False
+    ) -> list[Row]:
         """Run one statement and return every row, in one round trip (see :meth:`fetchone`)."""
+        if self._router is not None:
+            return await self._routed_single(sql, params, 2, read_only)  # type: ignore[no-any-return]
         if self._joinable() is not None:
             return await super().fetchall(sql, params)
         return await self._single(sql, params, 2)  # type: ignore[no-any-return]
 
     async def execute(self, sql: str, params: Params = None) -> int:
         """Run one statement and return its rowcount, in one round trip (see :meth:`fetchone`)."""
+        if self._router is not None:
+            return await self._routed_single(sql, params, 0, False)  # type: ignore[no-any-return]
         if self._joinable() is not None:
             return await super().execute(sql, params)
         return await self._single(sql, params, 0)  # type: ignore[no-any-return]
+
+    async def _unrouted_single(self, sql: Any, params: Any, fetch: int) -> Any:
+        if self._joinable() is None:
+            return await self._single(sql, params, fetch)
+        return await super()._unrouted_single(sql, params, fetch)
 
     def _reclaimer(self, conn: AsyncPostgresConnection) -> Callable[[], Any] | None:
         raw = conn._raw
@@ -1078,5 +1099,6 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         if self._closed:
             return
         self._closed = True
+        await self._shutdown_replicas()
         self._report_unreturned(len(self._out))
         await self._pool.close(timeout=timeout)

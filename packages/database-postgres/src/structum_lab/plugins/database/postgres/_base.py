@@ -15,7 +15,7 @@ import re
 import time
 import weakref
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import psycopg
@@ -26,6 +26,7 @@ from psycopg_pool.base import AttemptWithBackoff, BasePool
 
 from structum_lab.plugins.database._checkouts import blind_socket, keep_inherited
 from structum_lab.plugins.database._hooks import ConfigureHook, ConnectionHooks, PasswordSource
+from structum_lab.plugins.database._replicas import DEFAULT_CHECK_INTERVAL, DEFAULT_MAX_LAG
 from structum_lab.plugins.database._retry import DEFAULT_POLICY
 from structum_lab.plugins.database._state import DEFAULT_HEALTH_TIMEOUT, seconds_or_none
 from structum_lab.plugins.database.base import DatabaseState
@@ -233,7 +234,11 @@ class PostgresCommon(DatabaseState):
         health_timeout: float = DEFAULT_HEALTH_TIMEOUT,
         transaction_timeout: float | None = None,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        replicas: Sequence[str] | None = None,
+        max_replica_lag: float = DEFAULT_MAX_LAG,
+        replica_check_interval: float = DEFAULT_CHECK_INTERVAL,
     ) -> None:
+        settings = dict(locals())  # what each replica is built with (see _init_replicas)
         owner = type(self).__name__
         conninfo, url_params = normalize_url(url, owner)
         if password is not None and "password" in url_params:
@@ -378,6 +383,7 @@ class PostgresCommon(DatabaseState):
         self._suspect_before = 0.0
         self._pool_open = False
         self._pool = self._create_pool(open_now=open)
+        self._init_replicas(replicas, max_replica_lag, replica_check_interval, settings)
 
     # -- hooks -------------------------------------------------------------------------------
     @abstractmethod
@@ -527,17 +533,19 @@ class PostgresCommon(DatabaseState):
         """
         stats = self._pool.get_stats()
         total = stats.get("pool_size", 0) if self._pool_open and not self._closed else 0
-        return {
-            "checked_out": len(self._out),
-            "leaked": self._checkouts.leaked,
-            "available": stats.get("pool_available", 0),
-            "total": total,
-            "overflow": max(0, total - self.pool_size),
-            "max": self.max_size,
-            "min": self.min_size,
-            "waiting": stats.get("requests_waiting", 0),
-            "stats": stats,
-        }
+        return self._replica_info(
+            {
+                "checked_out": len(self._out),
+                "leaked": self._checkouts.leaked,
+                "available": stats.get("pool_available", 0),
+                "total": total,
+                "overflow": max(0, total - self.pool_size),
+                "max": self.max_size,
+                "min": self.min_size,
+                "waiting": stats.get("requests_waiting", 0),
+                "stats": stats,
+            }
+        )
 
 
 # Operator intervention: the server is shutting down or terminated the backend.

@@ -558,6 +558,11 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         password: The password (instead of one in the URL), or a callable returning it for each
             new connection (rotating tokens; the async twin also awaits a coroutine function).
             The value is used for that connect only and masked in errors.
+        replicas: URLs of streaming replicas (same settings as this database). Reads
+            (``transaction(read_only=True)``, ``fetchone/fetchall(..., read_only=True)``) go
+            to one whose lag is within ``max_replica_lag``, else here; see "Scaling out".
+        max_replica_lag: Seconds a replica may be behind and still serve reads.
+        replica_check_interval: Seconds between two background lag measurements.
     """
 
     __module__ = PUBLIC_MODULE
@@ -975,12 +980,13 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             self._release(raw, True)
 
     # -- public API --------------------------------------------------------------------------
-    def fetchone(self, sql: str, params: Params = None) -> Row | None:
+    def fetchone(self, sql: str, params: Params = None, *, read_only: bool = False) -> Row | None:
         """Run one statement and return its first row (or None), in one round trip.
 
         The statement runs on a connection in autocommit mode, so PostgreSQL makes it a
         transaction of its own; inside a ``transaction()`` of the same thread (or task) it joins
-        that transaction under a SAVEPOINT instead.
+        that transaction under a SAVEPOINT instead. With ``read_only=True`` (the statement only
+        reads) a database with ``replicas`` may run it on a replica.
 
         Raises:
             QueryError: The server rejected the statement (and its subclasses, as for
@@ -988,21 +994,32 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             PoolTimeoutError: No connection became free within ``timeout``.
             DatabaseUnavailableError: The database cannot be reached.
         """
+        if self._router is not None:
+            return self._routed_single(sql, params, 1, read_only)  # type: ignore[no-any-return]
         if self._joinable() is not None:
             return super().fetchone(sql, params)
         return self._single(sql, params, 1)  # type: ignore[no-any-return]
 
-    def fetchall(self, sql: str, params: Params = None) -> list[Row]:
+    def fetchall(self, sql: str, params: Params = None, *, read_only: bool = False) -> list[Row]:
         """Run one statement and return every row, in one round trip (see :meth:`fetchone`)."""
+        if self._router is not None:
+            return self._routed_single(sql, params, 2, read_only)  # type: ignore[no-any-return]
         if self._joinable() is not None:
             return super().fetchall(sql, params)
         return self._single(sql, params, 2)  # type: ignore[no-any-return]
 
     def execute(self, sql: str, params: Params = None) -> int:
         """Run one statement and return its rowcount, in one round trip (see :meth:`fetchone`)."""
+        if self._router is not None:
+            return self._routed_single(sql, params, 0, False)  # type: ignore[no-any-return]
         if self._joinable() is not None:
             return super().execute(sql, params)
         return self._single(sql, params, 0)  # type: ignore[no-any-return]
+
+    def _unrouted_single(self, sql: Any, params: Any, fetch: int) -> Any:
+        if self._joinable() is None:
+            return self._single(sql, params, fetch)
+        return super()._unrouted_single(sql, params, fetch)
 
     def _reclaimer(self, conn: PostgresConnection) -> Callable[[], Any] | None:
         raw = conn._raw
@@ -1024,5 +1041,6 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         if self._closed:
             return
         self._closed = True
+        self._shutdown_replicas()
         self._report_unreturned(len(self._out))
         self._pool.close(timeout=timeout)

@@ -26,6 +26,7 @@ from sqlalchemy.pool import QueuePool, StaticPool
 from structum_lab.plugins.database._checkouts import blind_socket, keep_inherited
 from structum_lab.plugins.database._deadlines import arm, ping_budget
 from structum_lab.plugins.database._hooks import ConfigureHook, ConnectionHooks, PasswordSource
+from structum_lab.plugins.database._replicas import DEFAULT_CHECK_INTERVAL, DEFAULT_MAX_LAG
 from structum_lab.plugins.database._retry import DEFAULT_POLICY
 from structum_lab.plugins.database._state import DEFAULT_HEALTH_TIMEOUT
 from structum_lab.plugins.database._statements import check_statement
@@ -62,7 +63,7 @@ from ._pool import StructumAsyncQueuePool, StructumQueuePool, checkout_now, is_s
 from ._results import SQLAlchemyResult
 from ._sessions import session_class_for
 from ._transactions import TransactionSetup, transaction_setup
-from ._urls import _is_memory_sqlite, driver_hint, resolve_url
+from ._urls import _is_memory_sqlite, driver_hint, pgbouncer_connect_args, resolve_url
 
 __all__ = ["SQLAlchemyState"]
 
@@ -207,6 +208,10 @@ class SQLAlchemyState(DatabaseState):
         password: PasswordSource | None = None,
         leak_detection_threshold: float | None = None,
         health_timeout: float = DEFAULT_HEALTH_TIMEOUT,
+        pgbouncer: bool = False,
+        replicas: Sequence[str] | None = None,
+        max_replica_lag: float = DEFAULT_MAX_LAG,
+        replica_check_interval: float = DEFAULT_CHECK_INTERVAL,
         **engine_options: Any,
     ) -> None:
         """Create the engine and its pool (connections are opened on first use).
@@ -252,6 +257,15 @@ class SQLAlchemyState(DatabaseState):
                 masked in errors. Not for SQLite.
             leak_detection_threshold: Seconds a connection may stay checked out before one
                 WARNING with the stack that took it is logged (None: off; see the README).
+            pgbouncer: Preset for PgBouncer in transaction mode (PostgreSQL): no server-side
+                prepared statements (psycopg ``prepare_threshold=None``; asyncpg statement
+                caches off).
+            replicas: URLs of PostgreSQL streaming replicas (same settings as this database).
+                Reads (``transaction(read_only=True)``, ``fetchone/fetchall(...,
+                read_only=True)``, ``get_session(read_only=True)``) go to one whose lag is
+                within ``max_replica_lag``, else here; see the README, "Scaling out".
+            max_replica_lag: Seconds a replica may be behind and still serve reads.
+            replica_check_interval: Seconds between two background lag measurements.
             **engine_options: Further ``sqlalchemy.create_engine`` arguments
                 (``connect_args``, ``pool_use_lifo``, ``poolclass``, ``isolation_level``...).
 
@@ -261,6 +275,8 @@ class SQLAlchemyState(DatabaseState):
                 ``session_class`` that cannot be imported or is not a session class of the right
                 kind.
         """
+        settings = dict(locals())  # what each replica is built with (see _init_replicas)
+        settings.update(settings.pop("engine_options"))
         text_url = url.render_as_string(hide_password=False) if isinstance(url, URL) else url
         super().__init__(
             text_url,
@@ -315,6 +331,11 @@ class SQLAlchemyState(DatabaseState):
             )
         self._add_secrets(engine_options)  # connect_args={"password": ...} and the like
         kwargs = dict(engine_options)
+        self.pgbouncer = bool(pgbouncer)
+        if self.pgbouncer:
+            kwargs["connect_args"] = pgbouncer_connect_args(
+                sa_url, dict(kwargs.get("connect_args") or {}), owner
+            )
         kwargs["echo"] = echo
         # We validate idle connections ourselves (_install_idle_ping); SQLAlchemy's pre-ping
         # would cost a round trip on every checkout.
@@ -399,6 +420,13 @@ class SQLAlchemyState(DatabaseState):
 
         event.listen(sync_engine, "connect", remember)
         self._acquiring: deque[None] = deque()
+        if replicas and backend != "postgresql":
+            raise ConfigurationError(
+                f"{owner}: replicas are supported on PostgreSQL only (their lag is measured "
+                f"from the WAL position), not on {backend}",
+                key="replicas",
+            )
+        self._init_replicas(replicas, max_replica_lag, replica_check_interval, settings)
 
     def _create_engine(self, url: URL, kwargs: dict[str, Any]) -> Any:
         from sqlalchemy import create_engine  # noqa: PLC0415
@@ -517,7 +545,7 @@ class SQLAlchemyState(DatabaseState):
             None when unlimited), ``size`` (``pool_size``) and ``waiting`` (callers blocked
             for a connection).
         """
-        return self._pool_info(0)
+        return self._replica_info(self._pool_info(0))
 
     def _pool_info(self, arriving: int) -> PoolInfo:
         """``get_pool_info()``, counting ``arriving`` more callers in checkout (0 or 1)."""

@@ -17,7 +17,7 @@ from typing import Any, TypeVar, overload
 
 import sqlalchemy.exc as sa_exc
 from sqlalchemy import Connection as SAConnection
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 from typing_extensions import Self
 
@@ -340,8 +340,11 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
             self._check_open()  # raises DatabaseClosedError
         return self._single_sync(sql, params, fetch)
 
-    def fetchone(self, sql: str, params: Params = None) -> Row | None:
+    def fetchone(self, sql: str, params: Params = None, *, read_only: bool = False) -> Row | None:
         """Run one statement and return its first row (or None).
+
+        With ``read_only=True`` (the statement only reads) a database with ``replicas`` may
+        run it on a replica.
 
         On PostgreSQL (psycopg) the statement runs alone on a connection in autocommit, so the
         server makes it a transaction of its own: one round trip. On other databases it runs as
@@ -356,21 +359,32 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
                 (``CommitOutcomeUnknownError`` when the connection was lost while an autocommit
                 statement was in flight).
         """
+        if self._router is not None:
+            return self._routed_single(sql, params, 1, read_only)  # type: ignore[no-any-return]
         if not self._single_autocommit or self._joinable() is not None:
             return super().fetchone(sql, params)
         return self._single(sql, params, 1)  # type: ignore[no-any-return]
 
-    def fetchall(self, sql: str, params: Params = None) -> list[Row]:
+    def fetchall(self, sql: str, params: Params = None, *, read_only: bool = False) -> list[Row]:
         """Run one statement and return every row (see :meth:`fetchone`)."""
+        if self._router is not None:
+            return self._routed_single(sql, params, 2, read_only)  # type: ignore[no-any-return]
         if not self._single_autocommit or self._joinable() is not None:
             return super().fetchall(sql, params)
         return self._single(sql, params, 2)  # type: ignore[no-any-return]
 
     def execute(self, sql: str, params: Params = None) -> int:
         """Run one statement and return its rowcount (see :meth:`fetchone`)."""
+        if self._router is not None:
+            return self._routed_single(sql, params, 0, False)  # type: ignore[no-any-return]
         if not self._single_autocommit or self._joinable() is not None:
             return super().execute(sql, params)
         return self._single(sql, params, 0)  # type: ignore[no-any-return]
+
+    def _unrouted_single(self, sql: Any, params: Any, fetch: int) -> Any:
+        if self._single_autocommit and self._joinable() is None:
+            return self._single(sql, params, fetch)
+        return super()._unrouted_single(sql, params, fetch)
 
     def _reclaimer(self, conn: SQLAlchemyConnection) -> Callable[[], Any]:
         return partial(self._reclaim, conn._sa)
@@ -385,13 +399,21 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
         keep_inherited(conn._sa)
 
     @overload
-    def get_session(self, session_class: None = None, **session_kwargs: Any) -> Session: ...
+    def get_session(
+        self, session_class: None = None, *, read_only: bool = False, **session_kwargs: Any
+    ) -> Session: ...
 
     @overload
-    def get_session(self, session_class: type[_SessionT], **session_kwargs: Any) -> _SessionT: ...
+    def get_session(
+        self, session_class: type[_SessionT], *, read_only: bool = False, **session_kwargs: Any
+    ) -> _SessionT: ...
 
     def get_session(
-        self, session_class: type[Session] | None = None, **session_kwargs: Any
+        self,
+        session_class: type[Session] | None = None,
+        *,
+        read_only: bool = False,
+        **session_kwargs: Any,
     ) -> Session:
         """An ORM session; inside a ``transaction()`` of this database it joins that transaction.
 
@@ -407,6 +429,8 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
             session_class: The class to build, an ``Session`` subclass such as SQLModel's
                 (``sqlmodel.ext.asyncio.session.Session``); by default the constructor's
                 (or configuration's) ``session_class``, else SQLAlchemy's ``Session``.
+            read_only: The session only reads: with ``replicas`` it is bound to a usable
+                replica (chosen now; the primary when none is).
             **session_kwargs: Session arguments (``expire_on_commit=False``...).
 
         Raises:
@@ -415,13 +439,17 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
             TypeError: ``bind`` was passed (the session is always bound to this database).
         """
         self._check_open()
-        return self._session_on(self._joinable(), session_class, session_kwargs)
+        return self._session_on(
+            self._joinable(), session_class, session_kwargs, read_only=read_only
+        )
 
     def _session_on(
         self,
         conn: SQLAlchemyConnection | None,
         session_class: type[Session] | None,
         session_kwargs: dict[str, Any],
+        *,
+        read_only: bool = False,
     ) -> Session:
         """A session joining ``conn``'s transaction (under a SAVEPOINT), or on the engine.
 
@@ -440,6 +468,19 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
         if conn is not None:
             session_kwargs.setdefault("join_transaction_mode", "create_savepoint")
             return cls(bind=conn.sqlalchemy_connection, **session_kwargs)
+        router = self._router
+        if router is not None:
+            if read_only:
+                replica = router.pick_watched()
+                if replica is not None:
+                    return cls(bind=replica.engine, **session_kwargs)
+            else:
+                # Read-your-writes: what this session commits, later reads of this thread (or
+                # task) see (the stamp is taken now and again when the session commits).
+                router.wrote()
+                session = cls(bind=self.engine, **session_kwargs)
+                event.listen(_sync_session(session), "after_commit", _stamper(router))
+                return session
         return cls(bind=self.engine, **session_kwargs)
 
     def shutdown(self) -> None:
@@ -447,5 +488,18 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
         if self._closed:
             return
         self._closed = True
+        self._shutdown_replicas()
         self._report_unreturned(self.get_pool_info()["checked_out"])
         self.engine.dispose()
+
+
+def _sync_session(session: Any) -> Any:
+    """The ``Session`` that events are listened on (an ``Session`` wraps one)."""
+    return getattr(session, "sync_session", session)
+
+
+def _stamper(router: Any) -> Callable[[Any], None]:
+    def stamp(session: Any) -> None:
+        router.wrote()
+
+    return stamp

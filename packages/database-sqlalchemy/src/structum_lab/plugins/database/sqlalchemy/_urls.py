@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import sqlalchemy.exc as sa_exc
 from sqlalchemy.engine import URL, make_url
@@ -12,7 +13,13 @@ from structum_lab.plugins.database.errors import (
 )
 from structum_lab.plugins.database.secrets import mask_url
 
-__all__ = ["SUPPORTED_SCHEMES", "driver_hint", "resolve_url"]
+__all__ = [
+    "SUPPORTED_SCHEMES",
+    "driver_hint",
+    "multihost_as_query",
+    "pgbouncer_connect_args",
+    "resolve_url",
+]
 
 _DIST = "structum-database-sqlalchemy"
 
@@ -63,7 +70,7 @@ def resolve_url(url: str, *, is_async: bool) -> URL:
     """
     parsed: URL | None = None
     with contextlib.suppress(sa_exc.ArgumentError, ValueError, TypeError):
-        parsed = make_url(url)
+        parsed = make_url(multihost_as_query(url))
     if parsed is None:
         # Raised outside the failed parse, so that no exception whose frames hold the URL is
         # chained to it.
@@ -105,3 +112,48 @@ def _is_memory_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and (
         url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
     )
+
+
+def multihost_as_query(url: str) -> str:
+    """Libpq's multi-host form as SQLAlchemy's: ``h1:5432,h2:5432`` → ``?host=h1:5432&host=...``.
+
+    ``postgresql://app@h1:5432,h2:5432/app?target_session_attrs=read-write`` does not parse as a
+    SQLAlchemy URL; SQLAlchemy 2.0 takes the hosts as repeated ``host`` query parameters and
+    hands them to psycopg as libpq's ``host=h1,h2 port=5432,5432``, so failover and
+    ``target_session_attrs`` work as with libpq. Other URLs are returned unchanged.
+    """
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or scheme.split("+", 1)[0].lower() not in ("postgresql", "postgres"):
+        return url
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    userinfo, at, hosts = netloc.rpartition("@")
+    if "," not in hosts:
+        return url
+    path, _, query = tail.partition("?")
+    extra = "&".join(f"host={host}" for host in hosts.split(",") if host)
+    query = f"{extra}&{query}" if query else extra
+    return f"{scheme}://{userinfo}{at}{path or '/'}?{query}"
+
+
+def pgbouncer_connect_args(url: URL, connect_args: dict[str, Any], owner: str) -> dict[str, Any]:
+    """``connect_args`` for PgBouncer in transaction mode: no server-side prepared statements.
+
+    A prepared statement lives in one server session, which transaction pooling hands to
+    another client after each transaction.
+
+    Raises:
+        ConfigurationError: The URL is not a PostgreSQL one (PgBouncer speaks PostgreSQL).
+    """
+    if url.get_backend_name() != "postgresql":
+        raise ConfigurationError(
+            f"{owner}: pgbouncer=True is for PostgreSQL URLs, not {url.get_backend_name()}",
+            key="pgbouncer",
+        )
+    driver = url.get_driver_name()
+    if driver == "asyncpg":
+        connect_args.setdefault("statement_cache_size", 0)
+        connect_args.setdefault("prepared_statement_cache_size", 0)
+    elif driver == "psycopg":
+        connect_args["prepare_threshold"] = None
+    return connect_args

@@ -396,6 +396,45 @@ class LocalPostgresCluster(ThrowawayServer):
         self.host_auth = host_auth
         self._fixed_port = port is not None
         self._server_up = False  # the server process is up (stop_server() takes it down)
+        self._primary: LocalPostgresCluster | None = None  # set by replica_of()
+
+    @classmethod
+    def replica_of(
+        cls,
+        primary: LocalPostgresCluster,
+        *,
+        settings: Mapping[str, str] | None = None,
+        start_timeout: float = 60.0,
+    ) -> LocalPostgresCluster:
+        """A streaming replica of the running ``primary`` (``pg_basebackup -R``), not started.
+
+        ``start()`` copies the primary with ``pg_basebackup -R`` (which writes
+        ``standby.signal`` and ``primary_conninfo``) into a directory of its own and starts it
+        on its own port and socket directory as a hot standby. The primary needs
+        ``wal_level = replica`` (the default) and free WAL senders (the default 10). The
+        replica can be stopped and started again like any cluster, and promoted
+        (:meth:`promote`).
+
+        Args:
+            primary: The cluster to replicate (running).
+            settings: Extra ``postgres -c`` settings of the replica.
+            start_timeout: Seconds to wait for the replica to accept connections.
+        """
+        replica = cls(
+            bindir=primary.bindir,
+            database=primary.database,
+            user=primary.user,
+            base_dir=primary.base_dir,
+            settings=settings,
+            start_timeout=start_timeout,
+            host_auth=primary.host_auth,
+        )
+        replica._primary = primary
+        return replica
+
+    def promote(self, timeout: float = 60.0) -> None:
+        """Promote this standby to a primary (``pg_ctl promote``, waiting until it is one)."""
+        self.pg_ctl("promote", "-t", str(int(timeout)), timeout=timeout + 10)
 
     def __repr__(self) -> str:
         state = f"running on 127.0.0.1:{self.port}" if self._running else "stopped"
@@ -441,6 +480,11 @@ class LocalPostgresCluster(ThrowawayServer):
             self.port = None  # a new cluster gets a new free port
         self._mkdir(self.socket_dir)
         began = time.perf_counter()
+        if self._primary is not None:
+            self._copy_primary(self._primary)
+            self.timings["basebackup"] = time.perf_counter() - began
+            self._start_server()
+            return
         self._run(
             [
                 str(self.bindir / "initdb"),
@@ -460,6 +504,23 @@ class LocalPostgresCluster(ThrowawayServer):
         began = time.perf_counter()
         self._create_database()
         self.timings["createdb"] = time.perf_counter() - began
+
+    def _copy_primary(self, primary: LocalPostgresCluster) -> None:
+        self._run(
+            [
+                str(self.bindir / "pg_basebackup"),
+                "-D", str(self.data_dir),
+                "-h", str(primary.socket_dir),
+                "-p", str(primary.port),
+                "-U", primary.user,
+                "-R",
+                "-X", "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+            as_server=True,
+            timeout=120,
+        )  # fmt: skip
 
     def _start_server(self) -> None:
         settings = {
