@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -601,6 +602,92 @@ async def test_round_trips_per_call_async(postgres_server_url: str, proxy: Round
         assert await count(read_only) == 2
     finally:
         await db.shutdown()
+
+
+# -- after idle: no validation round trip (issue 12, goal 3) ------------------------------------
+
+
+def _idle_for_an_hour(db: Any) -> None:
+    """Make every connection of ``db``'s pool look idle for an hour (instead of sleeping)."""
+    for raw in list(db._raws):
+        raw._structum_idle_since -= 3600.0
+
+
+def test_round_trips_after_idle(postgres_server_url: str, proxy: RoundTripProxy) -> None:
+    # Default settings: a connection idle past any window is checked without a round trip.
+    db = PostgresDatabase(proxy.url(postgres_server_url), pool_size=1, min_size=1)
+    select = "SELECT :id::int AS id"
+
+    def transaction() -> None:
+        with db.transaction() as conn:
+            conn.execute(select, {"id": 1}).fetchone()
+
+    def after_idle(work: Callable[[], object]) -> Callable[[], object]:
+        def idle_then_work() -> object:
+            _idle_for_an_hour(db)
+            return work()
+
+        return idle_then_work
+
+    try:
+        busy = {
+            "fetchone": _round_trips(proxy, lambda: db.fetchone(select, {"id": 1})),
+            "transaction": _round_trips(proxy, transaction),
+            "health_check": _round_trips(proxy, db.health_check),
+        }
+        idle = {
+            "fetchone": _round_trips(proxy, after_idle(lambda: db.fetchone(select, {"id": 1}))),
+            "transaction": _round_trips(proxy, after_idle(transaction)),
+            "health_check": _round_trips(proxy, after_idle(db.health_check)),
+        }
+        assert idle == busy == {"fetchone": 1, "transaction": 3, "health_check": 1}
+    finally:
+        db.shutdown()
+
+
+async def test_round_trips_after_idle_async(
+    postgres_server_url: str, proxy: RoundTripProxy
+) -> None:
+    db = AsyncPostgresDatabase(proxy.url(postgres_server_url), pool_size=1, min_size=1)
+    try:
+        for _ in range(6):
+            await db.fetchone("SELECT 1 AS one")
+        counts = []
+        for _ in range(3):
+            _idle_for_an_hour(db)
+            before = proxy.round_trips
+            await db.fetchone("SELECT 1 AS one")
+            counts.append(proxy.round_trips - before)
+        assert min(counts) == 1
+    finally:
+        await db.shutdown()
+
+
+def test_round_trips_after_idle_sqlalchemy(postgres_server_url: str, proxy: RoundTripProxy) -> None:
+    # SQLAlchemy: a real idle period past the old 0.5 s pre-ping window (default settings)
+    from structum_lab.plugins.database.sqlalchemy import SQLAlchemyDatabase
+
+    db = SQLAlchemyDatabase(proxy.url(postgres_server_url), pool_size=1, max_overflow=0)
+
+    def transaction() -> None:
+        with db.transaction() as conn:
+            conn.execute("SELECT 1 AS one").fetchone()
+
+    try:
+        for _ in range(6):
+            transaction()
+        busy = idle = 99
+        for _ in range(2):
+            before = proxy.round_trips
+            transaction()
+            busy = min(busy, proxy.round_trips - before)
+            time.sleep(0.6)
+            before = proxy.round_trips
+            transaction()
+            idle = min(idle, proxy.round_trips - before)
+        assert idle == busy == 3  # BEGIN, SELECT, COMMIT: no ping
+    finally:
+        db.shutdown()
 
 
 # -- a transaction with options: its BEGIN goes with the first statement, whatever it is ---------

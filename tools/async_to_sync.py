@@ -131,6 +131,11 @@ TWINS: list[Twin] = [
         "tests-integration/faults/test_fairness_sync.py",
         {"async_postgres_backend": "sync_postgres_backend"},
     ),
+    Twin(
+        "tests-integration/faults/test_killed_async.py",
+        "tests-integration/faults/test_killed_sync.py",
+        {"async_postgres_backend": "sync_postgres_backend"},
+    ),
 ]
 
 _MARK = re.compile(r"^(?P<indent>[ \t]*)if True:\s*#\s*ASYNC\b.*$")

@@ -35,7 +35,7 @@ def test_defaults() -> None:
     db = make()
     assert (db.pool_size, db.min_size, db.max_size, db.timeout) == (10, 2, 10, 5.0)
     assert db.prepare_threshold == 5
-    assert db.check_idle_seconds == 0.5
+    assert db.check_idle_seconds == 0.0
     kwargs = db._connect_kwargs
     assert kwargs["row_factory"] is dict_row
     assert kwargs["autocommit"] is False

@@ -27,12 +27,14 @@ from typing_extensions import Self
 
 from structum_lab.plugins.database._bounded import call_within
 from structum_lab.plugins.database._deadlines import (
+    GRACE,
     Deadline,
     abandon_psycopg,
     arm,
     ping_budget,
 )
 from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetupError
+from structum_lab.plugins.database._liveness import socket_readable
 from structum_lab.plugins.database._statements import (
     check_statement,
     control_statement_error,
@@ -282,6 +284,10 @@ class AsyncPostgresConnection(AsyncConnection):
     _pipeline_cm: AbstractAsyncContextManager[AsyncPipeline] | None = None
     _autocommit = False  # this transaction switched the connection to autocommit: undo on release
     _pending: TxPlan | None = None  # a BEGIN not sent yet: it travels with the first statement
+    _plan: TxPlan | None = None  # the transaction's options (None: psycopg's own BEGIN)
+    # Nothing of this transaction has run yet: if the connection turns out dead at the first
+    # statement, it is replaced and the statement sent again (see execute()).
+    _fresh = True
     _savepoints = 0
 
     def __init__(self, db: AsyncPostgresDatabase, raw: _AsyncRawConnection) -> None:
@@ -299,6 +305,7 @@ class AsyncPostgresConnection(AsyncConnection):
         raw = self._raw
         if raw is None:
             raise returned_error()
+        self._fresh = False  # the caller may run statements we do not see
         if self._pending is not None:
             if True:  # ASYNC: a property cannot wait for the server
                 raise DatabaseError(
@@ -364,13 +371,40 @@ class AsyncPostgresConnection(AsyncConnection):
             else:
                 await self._execute_first(raw, cur, sql, params)
         except psycopg.Error as exc:
-            raise db._translate(exc, raw) from exc
+            if self._fresh and not self._manual and db._lost(exc, raw):
+                # The connection was dead before anything of this transaction ran (what ran
+                # with this statement was rolled back with the session): run it on a new one.
+                cur = await self._again(raw, exc, sql, params)
+            else:
+                raise db._translate(exc, raw) from exc
         except UnicodeError as exc:  # raised before anything is sent
             raise unencodable_error(exc) from exc
+        self._fresh = False
         result = self._last_result = AsyncPostgresResult(
             cur, db, None if self._pipeline is None else self
         )
         return result
+
+    async def _again(
+        self, dead: _AsyncRawConnection, exc: psycopg.Error, sql: Any, params: Any
+    ) -> psycopg.AsyncCursor[DictRow]:
+        """Run the first statement again, once, on a connection checked to be alive.
+
+        Once only: a statement whose session an operator ended while it ran is not run a
+        third time (its second failure reaches the caller).
+        """
+        db = self._db
+        raw: _AsyncRawConnection | None = None
+        try:
+            raw = await db._replace(self, dead, exc)
+            cur = raw.cursor()
+            if self._pending is None:
+                await cur.execute(sql, params)
+            else:
+                await self._execute_first(raw, cur, sql, params)
+        except psycopg.Error as error:
+            raise db._translate(error, raw) from error
+        return cur
 
     async def _execute_first(
         self,
@@ -409,6 +443,7 @@ class AsyncPostgresConnection(AsyncConnection):
         control = check_statement(sql)
         if control is not None and not self._manual:
             raise control_statement_error(control)
+        self._fresh = False
         planned = plan_batch(sql, params_seq)
         if planned is None:
             return AsyncBufferedResult((), rowcount=0)
@@ -439,6 +474,7 @@ class AsyncPostgresConnection(AsyncConnection):
         raw = self._raw
         if raw is None:
             return
+        self._fresh = False
         try:
             if self._pending is not None:
                 await self._start(raw)
@@ -498,6 +534,7 @@ class AsyncPostgresConnection(AsyncConnection):
 
     async def _command(self, sql: str) -> None:
         raw = self._checked()
+        self._fresh = False
         plan = self._pending
         if plan is not None:  # the transaction's BEGIN goes in the same message
             self._pending = None
@@ -559,9 +596,12 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         timeout: Seconds to wait for a free connection (config key ``pool_timeout`` too).
         max_lifetime: Seconds after which a connection is replaced (``pool_recycle``; <= 0: never).
         max_idle: Seconds an unused connection above ``min_size`` is kept.
-        check_idle_seconds: Connections idle longer than this are validated (one empty query)
-            before use; more recently used ones are trusted.
-        pool_pre_ping: False turns validation off entirely.
+        check_idle_seconds: Connections idle longer than this (by default: all) are checked
+            before use without a round trip: a server that hung up left the socket readable,
+            and only such a connection is pinged (and replaced if dead). A connection found dead
+            at a transaction's first statement is replaced and the statement run again.
+        pool_pre_ping: False turns the check before use off (the first-statement replacement
+            stays).
         prepare_threshold: Executions of a statement before psycopg prepares it server-side
             (None: never).
         pgbouncer: Preset for PgBouncer in transaction mode: no server-side prepared statements.
@@ -658,7 +698,13 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         await self.shutdown()
 
     # -- checkout and return -----------------------------------------------------------------
-    async def _checkout(self) -> _AsyncRawConnection:
+    async def _checkout(self, check: bool = False) -> _AsyncRawConnection:
+        """A pooled connection, checked before use (see below); ``check``: whatever the options.
+
+        A statement in autocommit cannot be run again once sent, and a pipeline may report a
+        dead connection only at COMMIT, so ``_single()`` and pipelined transactions always ask
+        for the check: the only way to know that a connection is dead before sending.
+        """
         if not self._pool_open:
             await self.open()
         try:
@@ -674,15 +720,19 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             raise self._overloaded_error(self.get_pool_info()) from exc
         except PoolClosed as exc:
             raise self._closed_pool_error() from exc
-        # Validate only a connection idle past the window, or idle since a connection was found
-        # dead (a dead server kills every pooled one). This runs once per transaction: one
-        # clock read and two comparisons.
-        if self.pool_pre_ping:
+        # Check a connection idle past the window (by default: every one) without a round trip:
+        # a server that hung up on it left its socket readable (see _liveness). Only such a
+        # connection is pinged (and replaced when dead). One that dies after this check is
+        # replaced at the transaction's first statement (AsyncPostgresConnection.execute).
+        if self.pool_pre_ping or check:
             idle_since = raw._structum_idle_since
             if (
-                idle_since <= self._suspect_before
-                or time.monotonic() - idle_since > self.check_idle_seconds
+                not check
+                and idle_since > self._suspect_before  # none found dead since it was last used
+                and time.monotonic() - idle_since <= self.check_idle_seconds
             ):
+                pass  # used moments ago: trusted
+            elif raw.pgconn.status == BAD or socket_readable(raw.pgconn.socket):
                 raw = await self._validated(raw)
         raw._structum_taken_at = time.monotonic()
         self._out.add(raw)
@@ -720,10 +770,16 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         return await pool.getconn(timeout=left)
 
     async def _validated(self, raw: _AsyncRawConnection) -> _AsyncRawConnection:
-        """Ping ``raw``; replace it (within the pool timeout) while the ones we get are dead."""
+        """Ping ``raw``; replace it (within the pool timeout) while the ones we get are dead.
+
+        A replacement is pinged only when its own socket says the server spoke out of turn.
+        """
         deadline = time.monotonic() + self.timeout
+        suspect = True
         while True:
             try:
+                if not suspect:
+                    return raw
                 await raw.set_autocommit(True)
                 try:
                     await raw.execute("")
@@ -755,6 +811,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
                 raise self._overloaded_error(self.get_pool_info()) from exc
             except PoolClosed as exc:
                 raise self._closed_pool_error() from exc
+            suspect = raw.pgconn.status == BAD or socket_readable(raw.pgconn.socket)
 
     async def _connect_failed(self, exc: BaseException) -> None:
         """Tell the pool's waiting callers now that connecting failed, if nobody holds a connection.
@@ -792,26 +849,87 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         if not options:
             return AsyncPostgresConnection(self, await self._checkout())
         plan = tx_plan(options)
-        raw = await self._checkout()
+        # A pipeline does not wait for its statements, so a dead connection may only show at
+        # COMMIT, too late to replace it: its connection is always checked first.
+        raw = await self._checkout(plan.pipeline)
         conn = AsyncPostgresConnection(self, raw)
+        conn._plan = plan
         try:
-            # The backend sends its own BEGIN (with the options), so that it can travel with the
-            # first statement: psycopg would send its own BEGIN in a round trip of its own.
-            await raw.set_autocommit(True)
-            conn._autocommit = True
-            if plan.pipeline:
-                cm = raw.pipeline()
-                conn._pipeline = await cm.__aenter__()
-                conn._pipeline_cm = cm
-                cur = raw.cursor()
-                for statement in plan.begin:
-                    await cur.execute(statement, prepare=False)
-            else:
-                conn._pending = plan
+            await self._setup(conn, raw, plan)
+        except psycopg.Error as exc:
+            if not self._lost(exc, raw):
+                await self._end(conn, commit=False)
+                raise self._translate(exc, raw) from exc
+            # A pipeline sends its BEGIN now: a connection found dead is replaced (once).
+            try:
+                await self._replace(conn, raw, exc)
+            except psycopg.Error as error:
+                current = conn._raw
+                await self._end(conn, commit=False)
+                raise self._translate(error, current) from error
+            except BaseException:
+                await self._end(conn, commit=False)
+                raise
         except BaseException:
             await self._end(conn, commit=False)
             raise
         return conn
+
+    @staticmethod
+    async def _setup(conn: AsyncPostgresConnection, raw: _AsyncRawConnection, plan: TxPlan) -> None:
+        """Prepare ``raw`` for a transaction with options (nothing is sent but a pipeline's)."""
+        # The backend sends its own BEGIN (with the options), so that it can travel with the
+        # first statement: psycopg would send its own BEGIN in a round trip of its own.
+        await raw.set_autocommit(True)
+        conn._autocommit = True
+        if plan.pipeline:
+            cm = raw.pipeline()
+            conn._pipeline = await cm.__aenter__()
+            conn._pipeline_cm = cm
+            cur = raw.cursor()
+            for statement in plan.begin:
+                await cur.execute(statement, prepare=False)
+        else:
+            conn._pending = plan
+
+    async def _replace(
+        self, conn: AsyncPostgresConnection, raw: _AsyncRawConnection, exc: BaseException
+    ) -> _AsyncRawConnection:
+        """Swap ``conn``'s dead connection for another before anything of it ran.
+
+        The dead one is closed and given back (the pool drops it and opens another). The new
+        one is checked before use whatever the options (a dead server leaves every pooled
+        connection dead: the check skips them) and set up as ``_begin()`` did; the caller runs
+        its statement again.
+        """
+        logger.info("replacing a dead pooled connection of %s: %s", self.url, exc)
+        self._mark_suspect()
+        conn._fresh = False
+        conn._pending = None
+        cm = conn._pipeline_cm
+        conn._pipeline = conn._pipeline_cm = None
+        conn._raw = None
+        if cm is not None:  # leave the dead connection's pipeline (it can only fail)
+            try:
+                await cm.__aexit__(None, None, None)
+            except psycopg.Error as error:
+                logger.debug("leaving the pipeline of a dead connection: %s", error)
+        await raw.close()
+        self._out.discard(raw)
+        await self._pool.putconn(raw)
+        raw._structum_deadline = None
+        new = await self._checkout(True)
+        conn._raw = new
+        old = conn._deadline
+        if old is not None and not old.cancel():
+            # The transaction's deadline now watches the new connection, for the time left.
+            left = max(old.when - GRACE - time.monotonic(), 0.0)
+            deadline = conn._deadline = new._structum_deadline = arm(left, fd=new.pgconn.socket)
+            deadline.seconds = old.seconds
+        plan = conn._plan
+        if plan is not None:
+            await self._setup(conn, new, plan)
+        return new
 
     async def _end(self, conn: AsyncPostgresConnection, *, commit: bool) -> None:
         raw = conn._raw
@@ -1005,7 +1123,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         sql, params = prepare_query(sql, params)
         if self.echo:
             self._log_statement(sql, params)
-        raw = await self._checkout()
+        raw = await self._checkout(True)
         sent: bool | str = False
         deadline = None
         if self.transaction_timeout is not None:

@@ -211,7 +211,7 @@ class PostgresCommon(DatabaseState):
         timeout: float = 5.0,
         max_lifetime: float = 3600.0,
         max_idle: float = 600.0,
-        check_idle_seconds: float = 0.5,
+        check_idle_seconds: float = 0.0,
         pool_pre_ping: bool = True,
         prepare_threshold: int | None = 5,
         pgbouncer: bool = False,
@@ -510,6 +510,19 @@ class PostgresCommon(DatabaseState):
         if isinstance(exc, psycopg.errors.PipelineAborted):
             return self._aborted_error()
         return self._query_error(exc, sqlstate)
+
+    @staticmethod
+    def _lost(exc: BaseException, raw: Any) -> bool:
+        """True when ``exc`` says the server side is gone (closed, or the server ended it).
+
+        False when our own deadline closed the connection: the server was slow, not gone, and
+        the statement must not be run again.
+        """
+        if raw is not None and (raw.closed or raw.broken):
+            deadline = raw._structum_deadline
+            return deadline is None or not deadline.fired
+        sqlstate = getattr(exc, "sqlstate", None)
+        return sqlstate is not None and (sqlstate.startswith("08") or sqlstate in _GONE_SQLSTATES)
 
     def _aborted_error(self) -> QueryError:
         return QueryError(

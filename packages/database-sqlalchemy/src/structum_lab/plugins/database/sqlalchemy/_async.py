@@ -60,6 +60,11 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
 
     __module__ = _PUBLIC_MODULE
 
+    # Nothing of this transaction has run yet: a connection found dead at the first statement
+    # is replaced and the statement run again (see execute()).
+    _fresh = True
+    _options: dict[str, Any] | None = None  # the transaction's options, to begin it again
+
     def __init__(self, db: AsyncSQLAlchemyDatabase, connection: SAAsyncConnection) -> None:
         self._db = db
         self._sa = connection
@@ -69,6 +74,7 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
     @property
     def sqlalchemy_connection(self) -> SAAsyncConnection:
         """The underlying SQLAlchemy connection (for Core constructs such as ``select()``)."""
+        self._fresh = False  # the caller may run statements we do not see
         return self._sa
 
     @property
@@ -111,7 +117,14 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
             raise control_statement_error(control)
         statement, args = db._prepare(sql, params)
         try:
-            cursor = await self._sa.exec_driver_sql(statement, args)
+            try:
+                cursor = await self._sa.exec_driver_sql(statement, args)
+            except sa_exc.DBAPIError as exc:
+                if not (exc.connection_invalidated and self._fresh and not self._manual):
+                    raise
+                # The connection was dead before anything of this transaction ran (what ran
+                # with this statement was rolled back with the session): run it on a new one.
+                cursor = await self._again(exc, statement, args)
             if control is not None and ends_transaction(control):
                 # The server's transaction ended under SQLAlchemy: end SQLAlchemy's too, so the
                 # next statement begins a new one (SQLite would otherwise autocommit from here).
@@ -120,9 +133,26 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
             raise self._db._translate(exc) from error_cause(exc)
         except UnicodeError as exc:  # raised before anything is sent
             raise unencodable_error(exc) from exc
+        self._fresh = False
         result = SQLAlchemyAsyncResult(cursor)
         self._result = result
         return result
+
+    async def _again(self, exc: sa_exc.DBAPIError, statement: Any, args: Any) -> Any:
+        """Run the first statement again, once, on a new connection (see ``execute()``).
+
+        SQLAlchemy invalidated the whole pool on the disconnect, so the new connection is a
+        fresh one. Once only: a statement whose session an operator ended while it ran is not
+        run a third time (its second failure reaches the caller).
+        """
+        db = self._db
+        logger.info(
+            "replacing a dead pooled connection of %s: %s", db._masked_url, type(exc).__name__
+        )
+        self._fresh = False
+        await db._discard(self._sa)
+        self._sa = await db._open(self._options)
+        return await self._sa.exec_driver_sql(statement, args)
 
     async def executemany(self, sql: str, params_seq: Iterable[Params]) -> AsyncResult:
         """Run one statement once per parameter set (batched by the driver).
@@ -131,6 +161,7 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
             A result whose ``rowcount`` is the total for the batch (where the driver reports it).
         """
         self._check()
+        self._fresh = False
         control = check_statement(sql)
         if control is not None and not self._manual:
             raise control_statement_error(control)
@@ -158,6 +189,7 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
         if not self._manual:
             raise manual_only_error("commit")
         self._check()
+        self._fresh = False
         sent = not self._sa.invalidated
         try:
             await self._sa.commit()
@@ -191,6 +223,7 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
             name: Savepoint name; by default SQLAlchemy's ``begin_nested()`` names it.
         """
         self._check()
+        self._fresh = False
         if name is not None:
             async with self._named_savepoint(savepoint_name(name)):
                 yield self
@@ -307,24 +340,53 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
         if not options:
             return AsyncSQLAlchemyConnection(self, await self._connect())
         self._check_options(options)
-        sa = await self._connect(begin=False)
+        conn = AsyncSQLAlchemyConnection(self, await self._open(options))
+        conn._options = options
+        return conn
+
+    async def _open(self, options: dict[str, Any] | None) -> SAAsyncConnection:
+        """A connection with its transaction begun with ``options`` (checked by the caller).
+
+        Setting the options up sends statements on some databases: a connection found dead
+        there is replaced, as at a transaction's first statement.
+        """
+        if not options:
+            return await self._connect()
+        attempts = 2  # a connection found dead here is replaced once
+        while True:
+            sa = await self._connect(begin=False)
+            try:
+                setup = self._setup_for(options)
+                if setup.execution_options:
+                    await sa.execution_options(**setup.execution_options)
+                if setup.restore:
+                    sa.info[_RESTORE] = setup.restore
+                await sa.begin()
+                for statement in setup.statements:
+                    await sa.exec_driver_sql(statement)
+            except BaseException as exc:
+                attempts -= 1
+                if (
+                    isinstance(exc, sa_exc.DBAPIError)
+                    and exc.connection_invalidated
+                    and attempts > 0
+                ):
+                    await self._discard(sa)
+                    continue
+                await sa.close()
+                if isinstance(exc, sa_exc.ArgumentError):
+                    raise ValueError(self._redact(str(exc))) from exc
+                if isinstance(exc, sa_exc.SQLAlchemyError):
+                    raise self._translate(exc) from error_cause(exc)
+                raise
+            return sa
+
+    async def _discard(self, sa: SAAsyncConnection) -> None:
+        """Give back a connection whose session is dead (SQLAlchemy invalidated it)."""
         try:
-            setup = self._setup_for(options)
-            if setup.execution_options:
-                await sa.execution_options(**setup.execution_options)
-            if setup.restore:
-                sa.info[_RESTORE] = setup.restore
-            await sa.begin()
-            for statement in setup.statements:
-                await sa.exec_driver_sql(statement)
-        except BaseException as exc:
             await sa.close()
-            if isinstance(exc, sa_exc.ArgumentError):
-                raise ValueError(self._redact(str(exc))) from exc
-            if isinstance(exc, sa_exc.SQLAlchemyError):
-                raise self._translate(exc) from error_cause(exc)
-            raise
-        return AsyncSQLAlchemyConnection(self, sa)
+        except Exception as exc:
+            logger.debug("closing a dead connection of %s: %s", self._masked_url, exc)
 
     async def _end(self, conn: AsyncSQLAlchemyConnection, *, commit: bool) -> None:
         await conn._finish(commit=commit)

@@ -56,6 +56,7 @@ from ._events import (
     _install_sqlite_transactions,
     _restore_session,
     install_connection_hooks,
+    looks_dead,
     ping_ok,
     socket_fd,
 )
@@ -195,7 +196,7 @@ class SQLAlchemyState(DatabaseState):
         pool_recycle: int = 3600,
         echo: bool = False,
         pool_pre_ping: bool = True,
-        pre_ping_idle_seconds: float = 0.5,
+        pre_ping_idle_seconds: float = 0.0,
         name: str | None = None,
         health_thresholds: HealthThresholds | Mapping[str, float] | None = None,
         session_class: type[Any] | str | None = None,
@@ -225,9 +226,12 @@ class SQLAlchemyState(DatabaseState):
             pool_timeout: Seconds to wait for a free connection before ``PoolTimeoutError``.
             pool_recycle: Replace connections older than this many seconds (-1: never).
             echo: Log every SQL statement (SQLAlchemy's ``echo``).
-            pool_pre_ping: Test a pooled connection before use when it has been idle longer than
-                ``pre_ping_idle_seconds``, replacing it transparently if the server dropped it.
-            pre_ping_idle_seconds: Idle time after which a connection is tested on checkout.
+            pool_pre_ping: Check a pooled connection before use, without a round trip: only a
+                connection whose socket the server closed or wrote to is pinged (and replaced
+                transparently when dead). A connection found dead at a transaction's first
+                statement is replaced and the statement run again, with or without this.
+            pre_ping_idle_seconds: Connections used more recently than this are not checked
+                (default 0: every checkout is).
             name: Name shown in logs and health output (defaults to the masked URL).
             health_thresholds: When a reachable database counts as DEGRADED.
             health_timeout: Seconds ``health_check()`` may take (3 by default). It never queues
@@ -374,6 +378,8 @@ class SQLAlchemyState(DatabaseState):
 
         if pool_pre_ping:
             _install_idle_ping(sync_engine, idle, self._masked_url)
+        # Whether every checkout is checked already (else _single_sync() checks its own).
+        self._checkout_checked = bool(pool_pre_ping) and idle == 0
         event.listen(sync_engine, "reset", _restore_session)
         if backend == "sqlite" and engine_options.get("isolation_level") != "AUTOCOMMIT":
             _install_sqlite_transactions(sync_engine)
@@ -480,6 +486,8 @@ class SQLAlchemyState(DatabaseState):
         self._enter_checkout()
         try:
             conn = self._sync_engine.connect()
+            if not self._checkout_checked:
+                conn = self._alive(conn)
         except Exception as exc:
             raise self._translate(exc, connecting=True) from error_cause(exc)
         finally:
@@ -513,6 +521,22 @@ class SQLAlchemyState(DatabaseState):
                 logger.info("discarding a connection that could not be reset: %s", exc)
                 conn.invalidate()
             conn.close()
+
+    def _alive(self, conn: Connection) -> Connection:
+        """``conn``, or a replacement when the server already hung up on it (no round trip).
+
+        For ``_single_sync()`` when the checkout itself did not check (``pool_pre_ping=False``
+        or inside ``pre_ping_idle_seconds``): a statement in autocommit cannot be run again once
+        sent, so this is the only moment to find a dead connection.
+        """
+        for _ in range(self._pool_size + max(self._max_overflow, 0) + 1):
+            if looks_dead(conn.connection.dbapi_connection) is not True:
+                return conn
+            logger.info("replacing a dead pooled connection of %s", self._masked_url)
+            conn.invalidate()
+            conn.close()
+            conn = self._sync_engine.connect()
+        return conn
 
     def _after_fork(self) -> None:
         """In a forked child: a new pool (``engine.dispose(close=False)``, SQLAlchemy's recipe).

@@ -15,13 +15,21 @@ from sqlalchemy.pool.base import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.util import await_only
 
 from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetupError
+from structum_lab.plugins.database._liveness import socket_readable
 from structum_lab.plugins.database.base import logger
 from structum_lab.plugins.database.errors import (
     DatabaseUnavailableError,
 )
 from structum_lab.plugins.database.secrets import scrub_exception
 
-__all__ = ["_LAST_CHECKIN", "_RESTORE", "install_connection_hooks", "ping_ok", "socket_fd"]
+__all__ = [
+    "_LAST_CHECKIN",
+    "_RESTORE",
+    "install_connection_hooks",
+    "looks_dead",
+    "ping_ok",
+    "socket_fd",
+]
 
 
 _LAST_CHECKIN = "structum_last_checkin"
@@ -29,23 +37,27 @@ _RESTORE = "structum_restore"
 
 
 def _install_idle_ping(engine: Engine, idle_seconds: float, masked_url: str) -> None:
-    """Validate a pooled connection on checkout only when it sat idle longer than the window.
+    """Check a pooled connection on checkout without a round trip; ping only a suspect one.
 
-    SQLAlchemy's own ``pool_pre_ping`` costs a round trip on every checkout; like HikariCP we
-    trust a connection used moments ago. A failed ping raises ``DisconnectionError``, on which the
-    pool discards the connection and hands out a new one; the caller sees nothing.
+    SQLAlchemy's own ``pool_pre_ping`` costs a round trip on every checkout. A server that ended
+    an idle session left its socket readable (or closed): that is checked locally (one system
+    call, see ``_liveness``), and only such a connection is pinged. A failed ping raises
+    ``DisconnectionError``, on which the pool discards the connection and hands out a new one;
+    the caller sees nothing. A connection that dies after this check is replaced at the
+    transaction's first statement (``AsyncSQLAlchemyConnection.execute``). ``idle_seconds``:
+    connections used more recently are trusted (0: every checkout is checked).
     """
     dialect = engine.dialect
     monotonic = time.monotonic
 
-    def ping_if_idle(
+    def ping_if_suspect(
         dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
     ) -> None:
         last = record.info.get(_LAST_CHECKIN)
         if last is None:
             return  # a connection opened just now needs no test
         idle = monotonic() - last
-        if idle <= idle_seconds:
+        if (idle_seconds and idle <= idle_seconds) or looks_dead(dbapi_connection) is False:
             return
         try:
             alive = dialect.do_ping(dbapi_connection)
@@ -63,8 +75,27 @@ def _install_idle_ping(engine: Engine, idle_seconds: float, masked_url: str) -> 
     def mark_checkin(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         record.info[_LAST_CHECKIN] = monotonic()
 
-    event.listen(engine, "checkout", ping_if_idle)
+    event.listen(engine, "checkout", ping_if_suspect)
     event.listen(engine, "checkin", mark_checkin)
+
+
+def looks_dead(dbapi_connection: Any) -> bool | None:
+    """True when the server has closed or written to this idle connection (no round trip).
+
+    psycopg and PyMySQL: the socket is readable (see ``_liveness``). aiomysql reads its socket
+    on the event loop whenever it runs, so there the stream reader holds what arrived (or its
+    end). None when it cannot tell (no socket: SQLite, whose "ping" is local anyway).
+    """
+    driver = getattr(dbapi_connection, "driver_connection", None) or dbapi_connection
+    if getattr(driver, "closed", False) is True or getattr(driver, "open", True) is False:
+        return True
+    reader = getattr(driver, "_reader", None)
+    if reader is not None and getattr(driver, "_writer", None) is not None:
+        return bool(reader.at_eof() or getattr(reader, "_eof", False) or reader._buffer)
+    if hasattr(driver, "_sock") and driver._sock is None:
+        return True  # PyMySQL after the connection was closed
+    fd = socket_fd(dbapi_connection)
+    return None if fd is None else socket_readable(fd)
 
 
 def _restore_session(

@@ -60,6 +60,11 @@ class SQLAlchemyConnection(Connection):
 
     __module__ = _PUBLIC_MODULE
 
+    # Nothing of this transaction has run yet: a connection found dead at the first statement
+    # is replaced and the statement run again (see execute()).
+    _fresh = True
+    _options: dict[str, Any] | None = None  # the transaction's options, to begin it again
+
     def __init__(self, db: SQLAlchemyDatabase, connection: SAConnection) -> None:
         self._db = db
         self._sa = connection
@@ -69,6 +74,7 @@ class SQLAlchemyConnection(Connection):
     @property
     def sqlalchemy_connection(self) -> SAConnection:
         """The underlying SQLAlchemy connection (for Core constructs such as ``select()``)."""
+        self._fresh = False  # the caller may run statements we do not see
         return self._sa
 
     @property
@@ -111,7 +117,14 @@ class SQLAlchemyConnection(Connection):
             raise control_statement_error(control)
         statement, args = db._prepare(sql, params)
         try:
-            cursor = self._sa.exec_driver_sql(statement, args)
+            try:
+                cursor = self._sa.exec_driver_sql(statement, args)
+            except sa_exc.DBAPIError as exc:
+                if not (exc.connection_invalidated and self._fresh and not self._manual):
+                    raise
+                # The connection was dead before anything of this transaction ran (what ran
+                # with this statement was rolled back with the session): run it on a new one.
+                cursor = self._again(exc, statement, args)
             if control is not None and ends_transaction(control):
                 # The server's transaction ended under SQLAlchemy: end SQLAlchemy's too, so the
                 # next statement begins a new one (SQLite would otherwise autocommit from here).
@@ -120,9 +133,26 @@ class SQLAlchemyConnection(Connection):
             raise self._db._translate(exc) from error_cause(exc)
         except UnicodeError as exc:  # raised before anything is sent
             raise unencodable_error(exc) from exc
+        self._fresh = False
         result = SQLAlchemyResult(cursor)
         self._result = result
         return result
+
+    def _again(self, exc: sa_exc.DBAPIError, statement: Any, args: Any) -> Any:
+        """Run the first statement again, once, on a new connection (see ``execute()``).
+
+        SQLAlchemy invalidated the whole pool on the disconnect, so the new connection is a
+        fresh one. Once only: a statement whose session an operator ended while it ran is not
+        run a third time (its second failure reaches the caller).
+        """
+        db = self._db
+        logger.info(
+            "replacing a dead pooled connection of %s: %s", db._masked_url, type(exc).__name__
+        )
+        self._fresh = False
+        db._discard(self._sa)
+        self._sa = db._open(self._options)
+        return self._sa.exec_driver_sql(statement, args)
 
     def executemany(self, sql: str, params_seq: Iterable[Params]) -> Result:
         """Run one statement once per parameter set (batched by the driver).
@@ -131,6 +161,7 @@ class SQLAlchemyConnection(Connection):
             A result whose ``rowcount`` is the total for the batch (where the driver reports it).
         """
         self._check()
+        self._fresh = False
         control = check_statement(sql)
         if control is not None and not self._manual:
             raise control_statement_error(control)
@@ -158,6 +189,7 @@ class SQLAlchemyConnection(Connection):
         if not self._manual:
             raise manual_only_error("commit")
         self._check()
+        self._fresh = False
         sent = not self._sa.invalidated
         try:
             self._sa.commit()
@@ -191,6 +223,7 @@ class SQLAlchemyConnection(Connection):
             name: Savepoint name; by default SQLAlchemy's ``begin_nested()`` names it.
         """
         self._check()
+        self._fresh = False
         if name is not None:
             with self._named_savepoint(savepoint_name(name)):
                 yield self
@@ -299,24 +332,53 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
         if not options:
             return SQLAlchemyConnection(self, self._connect())
         self._check_options(options)
-        sa = self._connect(begin=False)
+        conn = SQLAlchemyConnection(self, self._open(options))
+        conn._options = options
+        return conn
+
+    def _open(self, options: dict[str, Any] | None) -> SAConnection:
+        """A connection with its transaction begun with ``options`` (checked by the caller).
+
+        Setting the options up sends statements on some databases: a connection found dead
+        there is replaced, as at a transaction's first statement.
+        """
+        if not options:
+            return self._connect()
+        attempts = 2  # a connection found dead here is replaced once
+        while True:
+            sa = self._connect(begin=False)
+            try:
+                setup = self._setup_for(options)
+                if setup.execution_options:
+                    sa.execution_options(**setup.execution_options)
+                if setup.restore:
+                    sa.info[_RESTORE] = setup.restore
+                sa.begin()
+                for statement in setup.statements:
+                    sa.exec_driver_sql(statement)
+            except BaseException as exc:
+                attempts -= 1
+                if (
+                    isinstance(exc, sa_exc.DBAPIError)
+                    and exc.connection_invalidated
+                    and attempts > 0
+                ):
+                    self._discard(sa)
+                    continue
+                sa.close()
+                if isinstance(exc, sa_exc.ArgumentError):
+                    raise ValueError(self._redact(str(exc))) from exc
+                if isinstance(exc, sa_exc.SQLAlchemyError):
+                    raise self._translate(exc) from error_cause(exc)
+                raise
+            return sa
+
+    def _discard(self, sa: SAConnection) -> None:
+        """Give back a connection whose session is dead (SQLAlchemy invalidated it)."""
         try:
-            setup = self._setup_for(options)
-            if setup.execution_options:
-                sa.execution_options(**setup.execution_options)
-            if setup.restore:
-                sa.info[_RESTORE] = setup.restore
-            sa.begin()
-            for statement in setup.statements:
-                sa.exec_driver_sql(statement)
-        except BaseException as exc:
             sa.close()
-            if isinstance(exc, sa_exc.ArgumentError):
-                raise ValueError(self._redact(str(exc))) from exc
-            if isinstance(exc, sa_exc.SQLAlchemyError):
-                raise self._translate(exc) from error_cause(exc)
-            raise
-        return SQLAlchemyConnection(self, sa)
+        except Exception as exc:
+            logger.debug("closing a dead connection of %s: %s", self._masked_url, exc)
 
     def _end(self, conn: SQLAlchemyConnection, *, commit: bool) -> None:
         conn._finish(commit=commit)
