@@ -295,3 +295,21 @@ def test_backend_typed_connection(sync_orm_db: SQLAlchemyDatabase) -> None:
     with TestClient(app) as client:
         assert client.post("/core/zoe").status_code == 201
     assert saved(sync_orm_db) == ["zoe"]
+
+
+def test_db_session_under_force_rollback(sync_orm_db: SQLAlchemyDatabase) -> None:
+    """An application's tests isolated by ``force_rollback()`` cover ORM sessions too."""
+    app = sync_app(sync_orm_db)
+
+    @app.get("/count")
+    def count(orm: DbSession) -> int:
+        return orm.scalar(select(func.count()).select_from(Note)) or 0
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        with sync_orm_db.force_rollback():
+            assert client.post("/pending/ada").status_code == 201
+            assert client.post("/refused/bob").status_code == 409
+            assert client.get("/count").json() == 1  # the request's commit was a savepoint
+            assert saved(sync_orm_db) == []  # nothing reached the database for real
+        assert client.get("/count").json() == 0
+    assert saved(sync_orm_db) == []
