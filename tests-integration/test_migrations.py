@@ -166,9 +166,11 @@ def test_two_concurrent_upgrades_on_postgres_migrate_once(
     assert all("another process is migrating" in out for out in outputs), outputs
     assert sum("Running upgrade  -> 0001" in out for out in outputs) == 1, outputs
     # The lock was released: nothing of ours is left holding it.
-    assert rows(fresh_postgres, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [
-        (0,)
-    ]
+    ours = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    assert rows(fresh_postgres, ours) == [(0,)]
 
 
 def test_two_concurrent_upgrades_on_mariadb_migrate_once(project: Path, fresh_mysql: str) -> None:
@@ -183,7 +185,7 @@ def test_two_concurrent_upgrades_on_mariadb_migrate_once(project: Path, fresh_my
                 waiting = holder.execute(
                     sa.text(
                         "SELECT count(*) FROM information_schema.processlist "
-                        "WHERE info LIKE 'SELECT GET_LOCK(%'"
+                        "WHERE info LIKE 'SELECT GET_LOCK(%' AND db = DATABASE()"
                     )
                 ).scalar()
                 holder.commit()
@@ -199,9 +201,12 @@ def test_two_concurrent_upgrades_on_mariadb_migrate_once(project: Path, fresh_my
     assert sum("Running upgrade  -> 0001" in out for out in outputs) == 1, outputs
 
 
-def test_sqlite_upgrade_without_a_lock(project: Path, tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'app.db'}"
+@pytest.mark.parametrize("driver", ["", "+aiosqlite"])
+def test_sqlite_upgrade_without_a_lock(project: Path, tmp_path: Path, driver: str) -> None:
+    # "+aiosqlite": an asyncio application's URL; the migrations run through run_sync().
+    url = f"sqlite{driver}:///{tmp_path / 'app.db'}"
     (output,) = finish([upgrade(project, url)])
+    url = f"sqlite:///{tmp_path / 'app.db'}"
     assert rows(url, "SELECT count(*) FROM migration_runs") == [(1,)]
     assert "migration lock" not in output
     finish([upgrade(project, url)])  # at head: nothing to do

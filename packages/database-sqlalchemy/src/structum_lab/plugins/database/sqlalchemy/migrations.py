@@ -25,6 +25,7 @@ Needs Alembic: ``pip install "structum-database-sqlalchemy[alembic]"``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Iterator
@@ -43,8 +44,10 @@ except ModuleNotFoundError as _exc:  # pragma: no cover - exercised without alem
 
 from sqlalchemy import Connection, MetaData, text
 
+from structum_lab.plugins.database.errors import ConfigurationError
 from structum_lab.plugins.database.secrets import mask_url
 
+from ._async import AsyncSQLAlchemyDatabase
 from ._sync import SQLAlchemyDatabase
 
 __all__ = ["migration_lock", "migration_lock_key", "run_migrations"]
@@ -168,7 +171,7 @@ def run_migrations(
     target_metadata: MetaData | list[MetaData] | None = None,
     *,
     namespace: str = "database",
-    database: SQLAlchemyDatabase | None = None,
+    database: SQLAlchemyDatabase | AsyncSQLAlchemyDatabase | None = None,
     lock: bool = True,
     lock_timeout: float | None = None,
     **configure_options: Any,
@@ -185,7 +188,8 @@ def run_migrations(
         target_metadata: The models' ``MetaData`` (for ``--autogenerate``), or None.
         namespace: Configuration namespace of the database (``from_config(namespace)``).
         database: Use this database's engine instead of building one from configuration (it is
-            not shut down).
+            not shut down). An ``AsyncSQLAlchemyDatabase`` works too (through ``run_sync``), as
+            does a configured URL naming an asyncio driver (``sqlite+aiosqlite://...``).
         lock: Take the migration lock (PostgreSQL, MySQL/MariaDB).
         lock_timeout: Seconds to wait for another process's migration (None: as long as it
             takes); then ``TimeoutError``.
@@ -199,9 +203,20 @@ def run_migrations(
     context = _alembic_context
     version_table = configure_options.get("version_table", "alembic_version")
     key = migration_lock_key(version_table, configure_options.get("version_table_schema"))
-    if context.is_offline_mode():
-        db = database or SQLAlchemyDatabase.from_config(namespace)
-        try:
+    options: dict[str, Any] = {
+        "target_metadata": target_metadata,
+        "lock": lock,
+        "key": key,
+        "lock_timeout": lock_timeout,
+        "configure_options": configure_options,
+    }
+    given = context.config.attributes.get("connection")
+    if not context.is_offline_mode() and isinstance(given, Connection):
+        _migrate(given, **options)
+        return
+    db = database if database is not None else _from_config(namespace)
+    try:
+        if context.is_offline_mode():
             context.configure(
                 url=db.engine.url,
                 target_metadata=target_metadata,
@@ -211,36 +226,33 @@ def run_migrations(
             )
             with context.begin_transaction():
                 context.run_migrations()
-        finally:
-            if database is None:
-                db.shutdown()
-        return
-
-    given = context.config.attributes.get("connection")
-    if isinstance(given, Connection):
-        _migrate(
-            given,
-            target_metadata=target_metadata,
-            lock=lock,
-            key=key,
-            lock_timeout=lock_timeout,
-            configure_options=configure_options,
-        )
-        return
-    db = database or SQLAlchemyDatabase.from_config(namespace)
-    try:
-        with db.engine.connect() as connection:
-            _migrate(
-                connection,
-                target_metadata=target_metadata,
-                lock=lock,
-                key=key,
-                lock_timeout=lock_timeout,
-                configure_options=configure_options,
-            )
+        elif isinstance(db, AsyncSQLAlchemyDatabase):
+            asyncio.run(_migrate_async(db, options))
+        else:
+            with db.engine.connect() as connection:
+                _migrate(connection, **options)
     finally:
         if database is None:
-            db.shutdown()
+            if isinstance(db, AsyncSQLAlchemyDatabase):
+                asyncio.run(db.shutdown())
+            else:
+                db.shutdown()
+
+
+def _from_config(namespace: str) -> SQLAlchemyDatabase | AsyncSQLAlchemyDatabase:
+    """The configured database; the asyncio twin when the URL names an asyncio driver."""
+    try:
+        return SQLAlchemyDatabase.from_config(namespace)
+    except ConfigurationError as exc:
+        try:  # e.g. url = "sqlite+aiosqlite:///app.db": only the asyncio twin takes it
+            return AsyncSQLAlchemyDatabase.from_config(namespace)
+        except ConfigurationError:
+            raise exc from None
+
+
+async def _migrate_async(db: AsyncSQLAlchemyDatabase, options: dict[str, Any]) -> None:
+    async with db.engine.connect() as connection:
+        await connection.run_sync(lambda sync: _migrate(sync, **options))
 
 
 def _migrate(
