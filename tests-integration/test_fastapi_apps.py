@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -475,3 +476,39 @@ async def test_control_naive_sync_dependency_starves_the_threadpool(
         assert db.get_pool_info()["checked_out"] == 0
     finally:
         db.shutdown()
+
+
+@NEEDS_SQLMODEL
+@pytest.mark.parametrize(
+    ("module", "backend"),
+    [
+        pytest.param("orm_app", "SQLAlchemyDatabase", id="orm-sync"),
+        pytest.param("orm_app:create_async_app", "AsyncSQLAlchemyDatabase", id="orm-async"),
+    ],
+)
+def test_orm_example_on_sqlite(
+    isolated_globals: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    module: str,
+    backend: str,
+) -> None:
+    """The ORM flavour is portable: the same API on SQLite, tables from SQLModel's metadata."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    database = tmp_path / "users.sqlite3"
+    monkeypatch.setenv("STRUCTUM_DATABASE__URL", f"sqlite:///{database}")
+    app = example_app(module, backend)
+    with TestClient(app) as client:
+        ada = client.post("/users", json={"username": "ada", "emails": ["a@ada.org"]})
+        assert ada.status_code == 201, ada.text
+        assert client.get(f"/users/{ada.json()['id']}").json() == ada.json()
+        taken = client.post("/users", json={"username": "ada", "emails": ["b@ada.org"]})
+        assert taken.status_code == 409
+        clash = client.post("/users", json={"username": "bob", "emails": ["a@ada.org"]})
+        assert clash.status_code == 409
+        assert [u["username"] for u in client.get("/users").json()] == ["ada"]
+        assert get_database().get_pool_info()["checked_out"] == 0
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT username FROM users").fetchall() == [("ada",)]
+        assert conn.execute("SELECT email FROM user_emails").fetchall() == [("a@ada.org",)]
+    conn.close()
