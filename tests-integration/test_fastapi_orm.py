@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.testclient import TestClient
-from sqlalchemy import String, func, insert, select
+from sqlalchemy import String, event, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from typing_extensions import assert_type
@@ -313,3 +313,33 @@ def test_db_session_under_force_rollback(sync_orm_db: SQLAlchemyDatabase) -> Non
             assert saved(sync_orm_db) == []  # nothing reached the database for real
         assert client.get("/count").json() == 0
     assert saved(sync_orm_db) == []
+
+
+Lean = Annotated[Session, Depends(session(join_transaction_mode="rollback_only"))]
+
+
+def test_db_session_without_savepoint(sync_orm_db: SQLAlchemyDatabase) -> None:
+    """``join_transaction_mode="rollback_only"``: no SAVEPOINT/RELEASE, same request semantics."""
+    app = FastAPI(lifespan=database_lifespan(sync_orm_db))
+    app.add_middleware(TransactionMiddleware)
+    statements: list[str] = []
+
+    @app.post("/lean/{name}", status_code=201)
+    def lean(name: str, orm: Lean, fail: bool = False) -> None:
+        orm.add(Note(name=name))
+        orm.commit()  # flushes; the request transaction is still the middleware's to commit
+        if fail:
+            raise HTTPException(409, "refused")
+
+    def record(*args: Any) -> None:
+        statements.append(str(args[2]).split()[0].upper())
+
+    event.listen(sync_orm_db.engine, "before_cursor_execute", record)
+    try:
+        with TestClient(app) as client:
+            assert client.post("/lean/ada").status_code == 201
+            assert client.post("/lean/bob", params={"fail": True}).status_code == 409
+    finally:
+        event.remove(sync_orm_db.engine, "before_cursor_execute", record)
+    assert saved(sync_orm_db) == ["ada"]
+    assert "SAVEPOINT" not in statements, statements
