@@ -144,3 +144,35 @@ def test_readiness_follows_the_database_down_and_up(
         # Leave the server up for the next parameter, whatever happened.
         if not cluster.server_running:
             cluster.start_server()
+
+
+@pytest.mark.parametrize("kind", ["sqlalchemy", "psycopg", "sqlalchemy-async", "psycopg-async"])
+def test_readiness_stays_up_at_peak_load(
+    cluster: LocalPostgresCluster, kind: str, registry: None
+) -> None:
+    # Every connection busy (the Spring Boot trap, spring-boot#19047): the probe must not wait for
+    # the pool and fail; readiness answers 200 "warn" (DEGRADED, pool saturated) at once.
+    db = make_db(kind, cluster.url)
+    app = build_app(db, kind)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.portal is not None
+        capacity = db.get_pool_info()["max"]  # pool_size 2, plus SQLAlchemy's overflow
+        if kind.endswith("-async"):
+            held = [client.portal.call(db.get_connection) for _ in range(capacity)]
+        else:
+            held = [db.get_connection() for _ in range(capacity)]
+        try:
+            started = time.perf_counter()
+            ready = client.get("/health/ready")
+            took = time.perf_counter() - started
+        finally:
+            for conn in held:
+                if kind.endswith("-async"):
+                    client.portal.call(conn.close)
+                else:
+                    conn.close()
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["status"] == "warn"
+        # Well below the pool timeout (2 s) plus the router's 5 s: the answer did not queue.
+        assert took < 2.0, took
+        assert db.get_pool_info()["checked_out"] == 0
