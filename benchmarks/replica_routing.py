@@ -4,21 +4,32 @@ Run from the repository root (needs PostgreSQL server binaries: a throwaway prim
 streaming replica are built and removed)::
 
     python -m benchmarks.replica_routing --ops 3000 --blocks 5
+    python -m benchmarks.replica_routing --callgrind 2000   # client instructions per transaction
 
 For each sync backend it measures the client's CPU time of ``transaction(read_only=True)`` +
 ``SELECT 1`` on the replica in two ways, in alternating blocks: (a) a database opened on the
 replica's URL itself, (b) a database opened on the primary with ``replicas=[replica]``, whose
 router sends the transaction to that replica. The difference of the medians is the routing
 overhead per transaction (the same server does the work in both). It also times
-``router.pick()`` alone. Nothing is asserted.
+``router.pick()`` alone. With ``--callgrind N`` it counts instead, for each side, the client's
+instructions per transaction under valgrind's callgrind (a child process per side; only the
+measured loop is counted, as in ``benchmarks/scenarios/deterministic.py``): deterministic, unlike
+the clock on a shared machine. Nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import timeit
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -72,17 +83,107 @@ def compare(name: str, factory: Callable[..., Any], primary: str, replica: str, 
         routed.shutdown()
 
 
+FACTORIES: dict[str, Callable[..., Any]] = {
+    "psycopg": PostgresDatabase,
+    "sqlalchemy": SQLAlchemyDatabase,
+}
+
+
+def _open(backend: str, side: str, primary: str, replica: str) -> Any:
+    factory = FACTORIES[backend]
+    if side == "direct":
+        return factory(replica, pool_size=2)
+    # A long check interval: the watcher threads stay out of the measured loop.
+    db = factory(primary, pool_size=2, replicas=[replica], replica_check_interval=30.0)
+    db.fetchone("SELECT 1", read_only=True)  # starts the watchers
+    deadline = time.monotonic() + 60
+    while db.get_pool_info()["replicas"][0]["state"] != "ok":
+        if time.monotonic() > deadline:
+            raise RuntimeError("the replica never became usable")
+        time.sleep(0.05)
+    return db
+
+
+def _child(argv: list[str]) -> int:
+    """``--child BACKEND SIDE PRIMARY REPLICA N``: the callgrind child of one side."""
+    backend, side, primary, replica, n = argv[0], argv[1], argv[2], argv[3], int(argv[4])
+    db = _open(backend, side, primary, replica)
+
+    def run(count: int) -> None:
+        for _ in range(count):
+            with db.transaction(read_only=True) as conn:
+                conn.execute("SELECT 1").fetchone()
+
+    try:
+        with db.transaction(read_only=True) as conn:
+            assert conn.execute("SELECT pg_is_in_recovery() AS r").fetchone()["r"]
+        run(50)
+        sys.call_tracing(run, (n,))  # callgrind collects inside this call only
+    finally:
+        db.shutdown()
+    return 0
+
+
+def _instructions(backend: str, side: str, primary: str, replica: str, n: int) -> float:
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise RuntimeError("valgrind not found (apt-get install valgrind)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        done = subprocess.run(  # noqa: S603 - a located binary and our own module
+            [
+                valgrind,
+                "--tool=callgrind",
+                "--collect-atstart=no",
+                "--toggle-collect=sys_call_tracing",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                "-m",
+                "benchmarks.replica_routing",
+                "--child",
+                backend,
+                side,
+                primary,
+                replica,
+                str(n),
+            ],
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"callgrind run failed: {done.stderr.strip()[-500:]}")
+        text = out.read_text()
+    found = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.MULTILINE)
+    if found is None:
+        raise RuntimeError("no totals in callgrind's output")
+    return int(found.group(1)) / n
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        sys.exit(_child(sys.argv[2:]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=3000)
     parser.add_argument("--blocks", type=int, default=5)
+    parser.add_argument("--callgrind", type=int, default=0, metavar="N")
     args = parser.parse_args()
     primary = LocalPostgresCluster(database="bench", settings={"synchronous_commit": "on"}).start()
     try:
         replica = LocalPostgresCluster.replica_of(primary).start()
         try:
-            compare("psycopg", PostgresDatabase, primary.url, replica.url, args)
-            compare("sqlalchemy", SQLAlchemyDatabase, primary.url, replica.url, args)
+            for name, factory in FACTORIES.items():
+                if args.callgrind:
+                    direct = _instructions(name, "direct", primary.url, replica.url, args.callgrind)
+                    routed = _instructions(name, "routed", primary.url, replica.url, args.callgrind)
+                    print(
+                        f"{name}: client instructions per read-only transaction: direct "
+                        f"{direct:,.0f}, routed {routed:,.0f}, routing {routed - direct:+,.0f} "
+                        f"({(routed - direct) / direct * 100:+.1f}%)"
+                    )
+                else:
+                    compare(name, factory, primary.url, replica.url, args)
         finally:
             replica.stop()
     finally:

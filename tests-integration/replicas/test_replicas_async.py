@@ -283,6 +283,7 @@ async def test_multi_host_url_fails_over_to_the_promoted_standby(
         rows = await db.fetchall("SELECT id FROM moves")
         assert len(rows) == 2
         # The old standby is a primary now: not used as a replica, reads go to the primary.
+        await db.fetchone(STANDBY, read_only=True)  # (a read starts the watchers)
         await wait_until(lambda: state(db) == "not_standby")
         assert (await db.fetchone(STANDBY, read_only=True))["standby"] is False
     finally:

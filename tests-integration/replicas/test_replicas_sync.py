@@ -272,6 +272,7 @@ def test_multi_host_url_fails_over_to_the_promoted_standby(
         rows = db.fetchall("SELECT id FROM moves")
         assert len(rows) == 2
         # The old standby is a primary now: not used as a replica, reads go to the primary.
+        db.fetchone(STANDBY, read_only=True)  # (a read starts the watchers)
         wait_until(lambda: state(db) == "not_standby")
         assert (db.fetchone(STANDBY, read_only=True))["standby"] is False
     finally:

@@ -288,8 +288,7 @@ class ReplicaState:
         """Start the watchers if they are not running (the twins implement it)."""
 
     def info(self) -> list[dict[str, Any]]:
-        """Each replica's state and lag, with its pool statistics."""
-        self.ensure_watching()
+        """Each replica's state and lag, with its pool statistics (starts nothing)."""
         out = []
         for node in self.nodes:
             entry = node.describe()

@@ -75,6 +75,8 @@ class AsyncReplicaRouter(ReplicaState):
             try:
                 row = await self._query(self.primary, PRIMARY_SQL)
             except Exception as exc:
+                if self.stopped:
+                    return  # shut down while asking
                 self.primary_failed(exc)
             else:
                 self.observe_primary(taken, None if row is None else row["lsn"])
@@ -87,6 +89,8 @@ class AsyncReplicaRouter(ReplicaState):
             try:
                 row = await self._query(node.db, REPLICA_SQL)
             except Exception as exc:
+                if self.stopped:
+                    return  # shut down while asking
                 self.replica_failed(node, exc)
             else:
                 if row is None:
