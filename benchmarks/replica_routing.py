@@ -29,8 +29,8 @@ import sys
 import tempfile
 import time
 import timeit
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from structum_lab.plugins.database.postgres import PostgresDatabase
@@ -130,7 +130,7 @@ def _instructions(backend: str, side: str, primary: str, replica: str, n: int) -
         raise RuntimeError("valgrind not found (apt-get install valgrind)")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
-        done = subprocess.run(  # noqa: S603 - a located binary and our own module
+        done = subprocess.run(
             [
                 valgrind,
                 "--tool=callgrind",
