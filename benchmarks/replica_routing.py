@@ -6,10 +6,11 @@ streaming replica are built and removed)::
     python -m benchmarks.replica_routing --ops 3000 --blocks 5
     python -m benchmarks.replica_routing --callgrind 2000   # client instructions per transaction
 
-For each sync backend it measures the client's CPU time of ``transaction(read_only=True)`` +
-``SELECT 1`` on the replica in two ways, in alternating blocks: (a) a database opened on the
-replica's URL itself, (b) a database opened on the primary with ``replicas=[replica]``, whose
-router sends the transaction to that replica. The difference of the medians is the routing
+For each sync backend it measures the client's CPU time of a transaction with ``SELECT 1`` on
+the replica in two ways, in alternating blocks: (a) ``transaction()`` of a database opened on the
+replica's URL itself, (b) ``transaction(read_only=True)`` of a database opened on the primary
+with ``replicas=[replica]``, whose router begins a plain transaction on that replica (a standby
+refuses writes by itself). The difference of the medians is the routing
 overhead per transaction (the same server does the work in both). It also times
 ``router.pick()`` alone. With ``--callgrind N`` it counts instead, for each side, the client's
 instructions per transaction under valgrind's callgrind (a child process per side; only the
@@ -38,12 +39,12 @@ from structum_lab.plugins.database.sqlalchemy import SQLAlchemyDatabase
 from structum_lab.plugins.database.testing.provision import LocalPostgresCluster
 
 
-def _per_op(db: Any, ops: int) -> float:
+def _per_op(db: Any, ops: int, read_only: bool) -> float:
     """Client CPU microseconds per transaction (this process's CPU time, not the wall clock:
     what routing adds is client work, and CPU time is far less disturbed by a loaded machine)."""
     began = time.process_time()
     for _ in range(ops):
-        with db.transaction(read_only=True) as conn:
+        with db.transaction(read_only=read_only) as conn:
             conn.execute("SELECT 1").fetchone()
     return (time.process_time() - began) / ops * 1e6
 
@@ -60,11 +61,11 @@ def compare(name: str, factory: Callable[..., Any], primary: str, replica: str, 
             time.sleep(0.05)
         with routed.transaction(read_only=True) as conn:
             assert conn.execute("SELECT pg_is_in_recovery() AS r").fetchone()["r"]
-        _per_op(direct, 200), _per_op(routed, 200)  # warm up
+        _per_op(direct, 200, False), _per_op(routed, 200, True)  # warm up
         a, b = [], []
         for _ in range(args.blocks):
-            a.append(_per_op(direct, args.ops))
-            b.append(_per_op(routed, args.ops))
+            a.append(_per_op(direct, args.ops, False))
+            b.append(_per_op(routed, args.ops, True))
         da, db_ = statistics.median(a), statistics.median(b)
         print(
             f"{name}: client CPU direct {da:.1f} us/tx, routed {db_:.1f} us/tx, "
@@ -109,9 +110,11 @@ def _child(argv: list[str]) -> int:
     backend, side, primary, replica, n = argv[0], argv[1], argv[2], argv[3], int(argv[4])
     db = _open(backend, side, primary, replica)
 
+    # The router begins a plain transaction on the replica (a standby refuses writes by
+    # itself), so that is the direct side's work; the routed side asks for read_only=True.
     def run(count: int) -> None:
         for _ in range(count):
-            with db.transaction(read_only=True) as conn:
+            with db.transaction(read_only=side == "routed") as conn:
                 conn.execute("SELECT 1").fetchone()
 
     try:

@@ -68,14 +68,18 @@ class AsyncReplicaRouter(ReplicaState):
         self.ensure_watching()
         return self.pick()
 
+    def _watching(self, pid: int) -> bool:
+        """Whether a watcher started in process ``pid`` goes on (not after shutdown or fork)."""
+        return not self.stopped and pid == os.getpid()
+
     async def _watch_primary(self) -> None:
         pid = os.getpid()
-        while not self.stopped and pid == os.getpid():
+        while self._watching(pid):
             taken = time.monotonic()
             try:
                 row = await self._query(self.primary, PRIMARY_SQL)
             except Exception as exc:
-                if self.stopped:
+                if not self._watching(pid):
                     return  # shut down while asking
                 self.primary_failed(exc)
             else:
@@ -84,12 +88,12 @@ class AsyncReplicaRouter(ReplicaState):
 
     async def _watch_replica(self, node: Node) -> None:
         pid = os.getpid()
-        while not self.stopped and pid == os.getpid():
+        while self._watching(pid):
             taken = time.monotonic()
             try:
                 row = await self._query(node.db, REPLICA_SQL)
             except Exception as exc:
-                if self.stopped:
+                if not self._watching(pid):
                     return  # shut down while asking
                 self.replica_failed(node, exc)
             else:
