@@ -234,3 +234,21 @@ def test_lock_timeout(dialect: str, request: pytest.FixtureRequest) -> None:
                 assert not other.in_transaction()
     finally:
         db.shutdown()
+
+
+def test_offline_sql_for_the_configured_dialect(project: Path, tmp_path: Path) -> None:
+    """``alembic upgrade head --sql``: the script for the configured URL, nothing connected."""
+    url = "postgresql://app:s3cret@db.invalid:5432/app"  # never reached
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head", "--sql"],
+        cwd=project,
+        env={**os.environ, "STRUCTUM_DATABASE__URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "CREATE TABLE notes" in done.stdout
+    assert "INSERT INTO alembic_version (version_num) VALUES ('0001')" in done.stdout
+    assert "s3cret" not in done.stdout + done.stderr
