@@ -136,6 +136,11 @@ TWINS: list[Twin] = [
         "tests-integration/faults/test_killed_sync.py",
         {"async_postgres_backend": "sync_postgres_backend"},
     ),
+    Twin(
+        "tests-integration/test_observability_async.py",
+        "tests-integration/test_observability_sync.py",
+        {"async_backend": "sync_backend"},
+    ),
 ]
 
 _MARK = re.compile(r"^(?P<indent>[ \t]*)if True:\s*#\s*ASYNC\b.*$")

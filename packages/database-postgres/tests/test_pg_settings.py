@@ -240,3 +240,18 @@ def test_from_config_without_url_names_the_namespace(
     with pytest.raises(ConfigurationError, match="'database' has no 'url'") as info:
         PostgresDatabase.from_config()
     assert info.value.key == "url"
+
+
+def test_slow_transaction_threshold_from_config(
+    use_config: Callable[[dict[str, Any]], None],
+) -> None:
+    assert make().slow_transaction_threshold is None  # off by default
+    use_config({"database": {"url": URL, "open": False, "slow_transaction_threshold": "0.5"}})
+    assert PostgresDatabase.from_config().slow_transaction_threshold == 0.5
+    use_config({"database": {"url": URL, "open": False, "slow_transaction_threshold": 1e9}})
+    with pytest.raises(ConfigurationError, match="slow_transaction_threshold") as info:
+        AsyncPostgresDatabase.from_config()
+    assert info.value.key == "slow_transaction_threshold"
+    use_config({"database": {"url": URL, "open": False, "slow_transaction_threshold": 0}})
+    with pytest.raises(ConfigurationError, match="slow_transaction_threshold"):
+        PostgresDatabase.from_config()

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._acompat import AsyncOwner, current_task
+from ._observe import Watch, record_wait
 from ._replicas import FAILOVER_ERRORS, checked_replica_options
 from ._replicas_async import AsyncReplicaRouter
 from ._state import DatabaseState, forget_active
@@ -42,7 +43,8 @@ class _AsyncTransaction(Generic[AC]):
     keyword unpacking when there are no options.
     """
 
-    __slots__ = ("_conn", "_db", "_options", "_savepoint", "_target", "_token")
+    __slots__ = ("_conn", "_db", "_options", "_savepoint", "_target", "_token", "_watch")
+    _watch: Watch | None
 
     def __init__(self, db: AsyncDatabaseBase[AC], options: dict[str, Any]) -> None:
         self._db = db
@@ -65,6 +67,7 @@ class _AsyncTransaction(Generic[AC]):
             db._check_open()  # raises DatabaseClosedError
         options = self._options
         self._target = db
+        watch = Watch(db) if db._observed else None  # metrics, slow log: see _observe.py
         if options:
             if db._router is not None and options.get("read_only"):
                 conn = await self._routed(db._router, options)
@@ -77,6 +80,9 @@ class _AsyncTransaction(Generic[AC]):
         if timeout is not None:
             # A client-side deadline too: a server that stops answering cannot hold us forever.
             conn._deadline = self._target._arm(conn, timeout)
+        if watch is not None:
+            self._watch = watch
+            watch.checked_out(conn, self._target)
         if db.leak_detection_threshold is not None:
             self._target._checkouts.track(conn, "transaction()")
         self._conn = conn
@@ -120,24 +126,32 @@ class _AsyncTransaction(Generic[AC]):
             db._active.reset(self._token)
         except ValueError:  # exited in another Context (FastAPI): see forget_active
             forget_active(db._active, self._token, self._conn)
-        router = db._router
-        if router is None:
-            await db._end(self._conn, commit=exc_type is None)
-            return
-        target = self._target
+        watch = None
+        if db._observed:
+            watch = getattr(self, "_watch", None)
+            self._watch = None
         try:
-            await target._end(self._conn, commit=exc_type is None)
-        except FAILOVER_ERRORS as error:
-            if target is not db:
-                router.failed_db(target, error)
-            raise
+            router = db._router
+            if router is None:
+                await db._end(self._conn, commit=exc_type is None)
+                return
+            target = self._target
+            try:
+                await target._end(self._conn, commit=exc_type is None)
+            except FAILOVER_ERRORS as error:
+                if target is not db:
+                    router.failed_db(target, error)
+                raise
+            finally:
+                if exc_type is None and target is db and not self._options.get("read_only"):
+                    # Read-your-writes: this context reads from the primary until a replica has
+                    # replayed past this (possible) write.
+                    router.wrote()
+            if target is not db and isinstance(exc, FAILOVER_ERRORS):
+                router.failed_db(target, exc)
         finally:
-            if exc_type is None and target is db and not self._options.get("read_only"):
-                # Read-your-writes: this context reads from the primary until a replica has
-                # replayed past this (possible) write.
-                router.wrote()
-        if target is not db and isinstance(exc, FAILOVER_ERRORS):
-            router.failed_db(target, exc)
+            if watch is not None:
+                watch.returned(self._conn)
 
 
 class AsyncDatabaseBase(DatabaseState, AsyncDatabaseInterface, Generic[AC]):
@@ -294,7 +308,12 @@ class AsyncDatabaseBase(DatabaseState, AsyncDatabaseInterface, Generic[AC]):
             DatabaseClosedError: After ``shutdown()``.
         """
         self._check_open()
-        conn = await self._begin()
+        if self._observed:
+            started = time.perf_counter()
+            conn = await self._begin()
+            record_wait(self, started)
+        else:
+            conn = await self._begin()
         conn._manual = True
         if True:  # ASYNC: a dropped connection is returned on the loop it belongs to
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()

@@ -33,6 +33,7 @@ from queue import Empty, SimpleQueue
 from types import CodeType, FrameType
 from typing import Any
 
+from . import _observe
 from .errors import ConfigurationError
 
 __all__ = [
@@ -49,6 +50,7 @@ logger = logging.getLogger("structum_lab.plugins.database")
 # Frames of these modules are ours: "where a connection was taken" is the first frame outside.
 _LIBRARY = "structum_lab.plugins.database"
 _STACK_LIMIT = 40
+_MANUAL = "get_connection()"
 
 
 def leak_threshold(value: Any, owner: str) -> float | None:
@@ -148,6 +150,7 @@ class CheckoutTracker:
     def __init__(self, owner: str, threshold: float | None) -> None:
         self.owner = owner  # the masked URL or name shown in messages
         self.threshold = threshold
+        self.metric_attrs: dict[str, Any] | None = None  # set by the database (_observe)
         self.live: set[Ticket] = set()  # watched and not back yet
         self.warned: set[Ticket] = set()  # past the threshold and not back yet
         self.pending: deque[Ticket] = deque()  # by deadline (one threshold: FIFO), for the watchdog
@@ -186,7 +189,7 @@ class CheckoutTracker:
                 asyncio backend); it must not refer to ``conn``.
             loop: The event loop ``conn`` belongs to (asyncio backends), else None.
         """
-        ticket = self.track(conn, "get_connection()")
+        ticket = self.track(conn, _MANUAL)
         if reclaim is not None:
             finalizer = weakref.finalize(conn, _WATCHDOG.submit, (ticket, reclaim, loop))
             finalizer.atexit = False  # at exit a connection still held is not a dropped one
@@ -198,6 +201,8 @@ class CheckoutTracker:
     def _checkin(self, ticket: Ticket) -> None:
         if ticket.finalizer is not None:
             ticket.finalizer.detach()
+        if _observe._STATE.on and ticket.kind == _MANUAL:  # (transaction() records its own)
+            _observe.record_use(self.metric_attrs, time.monotonic() - ticket.since)
         self.live.discard(ticket)
         if self.threshold is None:
             return
@@ -253,6 +258,7 @@ class CheckoutTracker:
         return due, None
 
     def _warn(self, ticket: Ticket, now: float) -> None:
+        _observe.count_leak(self.metric_attrs)
         logger.warning(
             "%s: a connection has been checked out for %.1fs, longer than "
             "leak_detection_threshold=%gs (possible leak); taken by %s",

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from typing import Any
 
+from . import _observe
 from ._checkouts import CheckoutTracker, leak_threshold, register_database
 from ._retry import DEFAULT_POLICY, RetryPolicy
 from ._types import PoolInfo
@@ -50,9 +51,10 @@ class DatabaseState:
     """Name, masked URL, closed flag, health thresholds, retry policy, checkouts and error wording.
 
     Shared by both twins of every backend. ``max_waiting`` (0: no limit), the ``retry*``
-    options and ``leak_detection_threshold`` are checked here once; each backend applies
-    ``max_waiting`` to its own pool and reports its connections back (``_ticket``, see
-    ``_checkouts.py``).
+    options, ``leak_detection_threshold`` and ``slow_transaction_threshold`` are checked here
+    once; each backend applies ``max_waiting`` to its own pool and reports its connections back
+    (``_ticket``, see ``_checkouts.py``). Pool metrics and the slow-transaction log: see
+    ``_observe.py``.
     """
 
     backend_name: str = "database"
@@ -60,6 +62,10 @@ class DatabaseState:
     transaction_timeout: float | None = None
     retry_policy: RetryPolicy = DEFAULT_POLICY
     max_waiting: int = 0
+    slow_transaction_threshold: float | None = None
+    # True while transactions are timed (metrics recording, or the slow-transaction log).
+    _observed: bool = False
+    _metric_attrs: dict[str, Any]
 
     def __init__(
         self,
@@ -75,6 +81,7 @@ class DatabaseState:
         leak_detection_threshold: float | None = None,
         health_timeout: float = DEFAULT_HEALTH_TIMEOUT,
         transaction_timeout: float | None = None,
+        slow_transaction_threshold: float | None = None,
     ) -> None:
         self._masked_url = mask_url(url)
         self._secrets: tuple[str, ...] = tuple(secrets_in(url))
@@ -114,6 +121,11 @@ class DatabaseState:
             owner, "transaction_timeout", transaction_timeout
         )
         self._checkouts = CheckoutTracker(self._masked_url, self.leak_detection_threshold)
+        self.slow_transaction_threshold = _observe.seconds_threshold(
+            slow_transaction_threshold, "slow_transaction_threshold", owner
+        )
+        _observe.attach(self)
+        self._checkouts.metric_attrs = self._metric_attrs
         register_database(self)
 
     def _init_replicas(
@@ -216,6 +228,7 @@ class DatabaseState:
         if oldest_held is not None:
             pool_info = {**pool_info, "oldest_held_s": round(oldest_held, 3)}
             held = f"; the oldest holder has had its connection for {oldest_held:.1f}s"
+        _observe.count_timeout(self)
         return cls(
             f"no connection to {self._masked_url!r} became free within {timeout:g}s "
             f"(pool: {_snapshot(pool_info)}){held}; increase the pool size or look for "
@@ -267,6 +280,7 @@ class DatabaseState:
         pool_info: Mapping[str, Any],
         cls: type[PoolOverloadedError] = PoolOverloadedError,
     ) -> PoolOverloadedError:
+        _observe.count_overload(self)
         return cls(
             f"{self.max_waiting} caller(s) already wait for a connection to {self._masked_url!r} "
             f"(max_waiting={self.max_waiting}; pool: {_snapshot(pool_info)}); failed without "

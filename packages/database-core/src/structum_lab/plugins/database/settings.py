@@ -47,6 +47,7 @@ UPPER_BOUNDS: dict[str, float] = {
     "check_idle_seconds": _SECONDS,
     "pre_ping_idle_seconds": _SECONDS,
     "leak_detection_threshold": _SECONDS,
+    "slow_transaction_threshold": _SECONDS,
     "max_replica_lag": _SECONDS,
 }
 # Settings whose value is a connection string or a table that may hold one.

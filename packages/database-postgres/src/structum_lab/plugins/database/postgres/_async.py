@@ -35,6 +35,7 @@ from structum_lab.plugins.database._deadlines import (
 )
 from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetupError
 from structum_lab.plugins.database._liveness import socket_readable
+from structum_lab.plugins.database._observe import record_use, record_wait
 from structum_lab.plugins.database._statements import (
     check_statement,
     control_statement_error,
@@ -102,6 +103,7 @@ class _AsyncRawConnection(psycopg.AsyncConnection[DictRow]):
     @classmethod
     async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
         hooks = cls._structum_hooks
+        started = time.perf_counter()
         try:
             if hooks.password is not None:
                 kwargs["password"] = await cls._structum_password(hooks)
@@ -119,7 +121,7 @@ class _AsyncRawConnection(psycopg.AsyncConnection[DictRow]):
             cls._structum_monitor.failed(exc)
             await cls._structum_on_failure(exc)
             raise
-        cls._structum_monitor.ok()
+        cls._structum_monitor.ok(started)
         conn._structum_idle_since = time.monotonic()
         cls._structum_raws.add(conn)
         return conn
@@ -645,6 +647,11 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             to one whose lag is within ``max_replica_lag``, else here; see "Scaling out".
         max_replica_lag: Seconds a replica may be behind and still serve reads.
         replica_check_interval: Seconds between two background lag measurements.
+        leak_detection_threshold: Seconds a connection may stay checked out before one
+            WARNING with the stack that took it is logged (None: off; see the README).
+        slow_transaction_threshold: Seconds after which a ``transaction()`` logs one WARNING
+            with its duration, its statements (masked, without parameter values) and where it
+            was opened (None: off; see the README).
     """
 
     __module__ = PUBLIC_MODULE
@@ -1123,7 +1130,13 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         sql, params = prepare_query(sql, params)
         if self.echo:
             self._log_statement(sql, params)
-        raw = await self._checkout(True)
+        if self._observed:  # pool metrics: this checkout's wait and use times
+            started = time.perf_counter()
+            raw = await self._checkout(True)
+            started = record_wait(self, started)
+        else:
+            started = 0.0
+            raw = await self._checkout(True)
         sent: bool | str = False
         deadline = None
         if self.transaction_timeout is not None:
@@ -1150,6 +1163,8 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             if raw.pgconn.transaction_status != IDLE:  # the statement was a BEGIN
                 await self._rollback_quietly(raw)
             await self._release(raw, True)
+            if started:
+                record_use(self._metric_attrs, time.perf_counter() - started)
 
     # -- public API --------------------------------------------------------------------------
     async def fetchone(

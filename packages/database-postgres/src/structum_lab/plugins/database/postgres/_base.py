@@ -26,6 +26,7 @@ from psycopg_pool.base import AttemptWithBackoff, BasePool
 
 from structum_lab.plugins.database._checkouts import blind_socket, keep_inherited
 from structum_lab.plugins.database._hooks import ConfigureHook, ConnectionHooks, PasswordSource
+from structum_lab.plugins.database._observe import connection_created
 from structum_lab.plugins.database._replicas import DEFAULT_CHECK_INTERVAL, DEFAULT_MAX_LAG
 from structum_lab.plugins.database._retry import DEFAULT_POLICY
 from structum_lab.plugins.database._state import DEFAULT_HEALTH_TIMEOUT, seconds_or_none
@@ -91,13 +92,16 @@ class ConnectMonitor:
     (``PoolTimeoutError``).
     """
 
-    __slots__ = ("last_error",)
+    __slots__ = ("last_error", "metric_attrs")
 
-    def __init__(self) -> None:
+    def __init__(self, metric_attrs: dict[str, Any] | None = None) -> None:
         self.last_error: BaseException | None = None
+        self.metric_attrs = metric_attrs
 
-    def ok(self) -> None:
+    def ok(self, started: float) -> None:
+        """A connection attempt begun at ``started`` (``perf_counter()``) succeeded."""
         self.last_error = None
+        connection_created(self.metric_attrs, started)
 
     def failed(self, exc: BaseException) -> None:
         self.last_error = exc
@@ -237,6 +241,7 @@ class PostgresCommon(DatabaseState):
         replicas: Sequence[str] | None = None,
         max_replica_lag: float = DEFAULT_MAX_LAG,
         replica_check_interval: float = DEFAULT_CHECK_INTERVAL,
+        slow_transaction_threshold: float | None = None,
     ) -> None:
         settings = dict(locals())  # what each replica is built with (see _init_replicas)
         owner = type(self).__name__
@@ -263,6 +268,7 @@ class PostgresCommon(DatabaseState):
             leak_detection_threshold=leak_detection_threshold,
             health_timeout=health_timeout,
             transaction_timeout=transaction_timeout,
+            slow_transaction_threshold=slow_transaction_threshold,
         )
         self.connect_timeout = seconds_or_none(owner, "connect_timeout", connect_timeout)
         if connect_args is not None and not isinstance(connect_args, Mapping):
@@ -373,7 +379,7 @@ class PostgresCommon(DatabaseState):
             seconds = 130.0  # psycopg's own default
         self._connect_wait = seconds + 1.0
 
-        self._monitor = ConnectMonitor()
+        self._monitor = ConnectMonitor(self._metric_attrs)
         # Raw connections currently checked out (set.add/discard are atomic under the GIL).
         self._out: set[Any] = set()
         # Every connection the pool opened (added once per connect): what a forked child drops.
@@ -409,7 +415,7 @@ class PostgresCommon(DatabaseState):
             blind_socket(fd)
         self._raws = weakref.WeakSet()
         self._out = set()
-        self._monitor = ConnectMonitor()
+        self._monitor = ConnectMonitor(self._metric_attrs)
         self._suspect_before = 0.0
         self._pool_open = False
         if not self._closed:
@@ -555,10 +561,21 @@ class PostgresCommon(DatabaseState):
                 "overflow": max(0, total - self.pool_size),
                 "max": self.max_size,
                 "min": self.min_size,
-                "waiting": stats.get("requests_waiting", 0),
+                "waiting": self._waiting(stats),
                 "stats": stats,
             }
         )
+
+    def _waiting(self, stats: dict[str, int]) -> int:
+        """Callers waiting now: psycopg_pool's ``requests_waiting`` without the ones that gave up.
+
+        psycopg_pool leaves a caller whose wait timed out (or was cancelled) in its queue until
+        a connection comes back, so its figure stays up after a ``PoolTimeoutError``.
+        """
+        queue = getattr(self._pool, "_waiting", None)
+        if queue is None:  # not psycopg_pool's layout: its own figure
+            return stats.get("requests_waiting", 0)
+        return sum(1 for w in list(queue) if w.conn is None and w.error is None)
 
 
 # Operator intervention: the server is shutting down or terminated the backend.

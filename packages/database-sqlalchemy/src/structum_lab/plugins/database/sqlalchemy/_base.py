@@ -26,6 +26,7 @@ from sqlalchemy.pool import QueuePool, StaticPool
 from structum_lab.plugins.database._checkouts import blind_socket, keep_inherited
 from structum_lab.plugins.database._deadlines import arm, ping_budget
 from structum_lab.plugins.database._hooks import ConfigureHook, ConnectionHooks, PasswordSource
+from structum_lab.plugins.database._observe import record_use, record_wait
 from structum_lab.plugins.database._replicas import DEFAULT_CHECK_INTERVAL, DEFAULT_MAX_LAG
 from structum_lab.plugins.database._retry import DEFAULT_POLICY
 from structum_lab.plugins.database._state import DEFAULT_HEALTH_TIMEOUT
@@ -56,6 +57,7 @@ from ._events import (
     _install_sqlite_transactions,
     _restore_session,
     install_connection_hooks,
+    install_create_timing,
     looks_dead,
     ping_ok,
     socket_fd,
@@ -213,6 +215,7 @@ class SQLAlchemyState(DatabaseState):
         replicas: Sequence[str] | None = None,
         max_replica_lag: float = DEFAULT_MAX_LAG,
         replica_check_interval: float = DEFAULT_CHECK_INTERVAL,
+        slow_transaction_threshold: float | None = None,
         **engine_options: Any,
     ) -> None:
         """Create the engine and its pool (connections are opened on first use).
@@ -270,6 +273,9 @@ class SQLAlchemyState(DatabaseState):
                 within ``max_replica_lag``, else here; see the README, "Scaling out".
             max_replica_lag: Seconds a replica may be behind and still serve reads.
             replica_check_interval: Seconds between two background lag measurements.
+            slow_transaction_threshold: Seconds after which a ``transaction()`` logs one
+                WARNING with its duration, its statements (masked, without parameter values)
+                and where it was opened (None: off; see the README).
             **engine_options: Further ``sqlalchemy.create_engine`` arguments
                 (``connect_args``, ``pool_use_lifo``, ``poolclass``, ``isolation_level``...).
 
@@ -293,6 +299,7 @@ class SQLAlchemyState(DatabaseState):
             retry_timeout=retry_timeout,
             leak_detection_threshold=leak_detection_threshold,
             health_timeout=health_timeout,
+            slow_transaction_threshold=slow_transaction_threshold,
         )
         if not isinstance(text_url, str) or not text_url.strip():
             raise ConfigurationError("url must be a non-empty database URL string", key="url")
@@ -392,6 +399,7 @@ class SQLAlchemyState(DatabaseState):
                     _password_key(sync_engine.dialect, sa_url) if hooks.password else "password"
                 ),
             )
+        install_create_timing(sync_engine, self._metric_attrs)
         # Connections handed to callers: what a pool without its own count reports as checked
         # out, and (with max_waiting) what tells a caller who must wait from one being served.
         self._counter = (
@@ -483,6 +491,7 @@ class SQLAlchemyState(DatabaseState):
         """
         check_statement(sql, True)  # a NUL is refused; a COMMIT is harmless here, a BEGIN undone
         statement, args = self._prepare(sql, params)
+        started = time.perf_counter() if self._observed else 0.0  # pool metrics
         self._enter_checkout()
         try:
             conn = self._sync_engine.connect()
@@ -492,6 +501,8 @@ class SQLAlchemyState(DatabaseState):
             raise self._translate(exc, connecting=True) from error_cause(exc)
         finally:
             self._exit_checkout()
+        if started:
+            started = record_wait(self, started)
         switched = False
         try:
             dbapi = conn.connection.dbapi_connection
@@ -521,6 +532,8 @@ class SQLAlchemyState(DatabaseState):
                 logger.info("discarding a connection that could not be reset: %s", exc)
                 conn.invalidate()
             conn.close()
+            if started:
+                record_use(self._metric_attrs, time.perf_counter() - started)
 
     def _alive(self, conn: Connection) -> Connection:
         """``conn``, or a replacement when the server already hung up on it (no round trip).

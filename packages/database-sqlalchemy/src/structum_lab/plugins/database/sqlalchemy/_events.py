@@ -16,6 +16,7 @@ from sqlalchemy.util import await_only
 
 from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetupError
 from structum_lab.plugins.database._liveness import socket_readable
+from structum_lab.plugins.database._observe import connection_created
 from structum_lab.plugins.database.base import logger
 from structum_lab.plugins.database.errors import (
     DatabaseUnavailableError,
@@ -26,6 +27,7 @@ __all__ = [
     "_LAST_CHECKIN",
     "_RESTORE",
     "install_connection_hooks",
+    "install_create_timing",
     "looks_dead",
     "ping_ok",
     "socket_fd",
@@ -34,6 +36,7 @@ __all__ = [
 
 _LAST_CHECKIN = "structum_last_checkin"
 _RESTORE = "structum_restore"
+_CONNECT_STARTED = "structum_connect_started"
 
 
 def _install_idle_ping(engine: Engine, idle_seconds: float, masked_url: str) -> None:
@@ -228,6 +231,26 @@ def install_connection_hooks(
                 raise hooks.setup_failed(exc) from exc
 
         event.listen(engine, "connect", run_configure)
+
+
+def install_create_timing(engine: Engine, metric_attrs: dict[str, Any]) -> None:
+    """Time each new physical connection for ``db.client.connection.create_time``.
+
+    From the first ``do_connect`` handler (before the password callable's) to the last
+    ``connect`` handler (after ``configure``): call it after :func:`install_connection_hooks`.
+    Nothing runs per checkout.
+    """
+
+    def started(dialect: Any, record: Any, cargs: Any, cparams: Any) -> None:
+        record.info[_CONNECT_STARTED] = time.perf_counter()
+
+    def done(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        begun = record.info.pop(_CONNECT_STARTED, None)
+        if begun is not None:
+            connection_created(metric_attrs, begun)
+
+    event.listen(engine, "do_connect", started, insert=True)
+    event.listen(engine, "connect", done)
 
 
 def socket_fd(dbapi_connection: Any) -> int | None:

@@ -158,6 +158,8 @@ class AsyncMockDatabase(MockMixin, AsyncDatabaseBase[AsyncMockConnection]):
         retry_timeout: Seconds after which ``run_transaction()`` starts no more retries.
         leak_detection_threshold: Seconds a connection may stay checked out before a WARNING
             (None: off), as on the real backends.
+        slow_transaction_threshold: Seconds after which a ``transaction()`` logs one WARNING
+            with its duration and statements (None: off), as on the real backends.
 
     Example::
 
@@ -187,6 +189,7 @@ class AsyncMockDatabase(MockMixin, AsyncDatabaseBase[AsyncMockConnection]):
         retry_max_backoff: float = DEFAULT_POLICY.max_backoff,
         retry_timeout: float = DEFAULT_POLICY.timeout,
         leak_detection_threshold: float | None = None,
+        slow_transaction_threshold: float | None = None,
     ) -> None:
         super().__init__(
             url,
@@ -198,6 +201,7 @@ class AsyncMockDatabase(MockMixin, AsyncDatabaseBase[AsyncMockConnection]):
             retry_max_backoff=retry_max_backoff,
             retry_timeout=retry_timeout,
             leak_detection_threshold=leak_detection_threshold,
+            slow_transaction_threshold=slow_transaction_threshold,
         )
         self._setup(script, strict, check_params, pool_size, pool_timeout)
 
