@@ -89,7 +89,7 @@ def _cell(text: Any) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """The markdown table: one line per (fault, what was seen, data lost), in the suite's order."""
+    """The markdown table: one line per (fault, what was seen, data lost), grouped by fault."""
     merged: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row in rows:
         key = (str(row.get("fault", row.get("test", "?"))), str(row.get("saw", "")), _lost(row))
@@ -98,8 +98,12 @@ def table(rows: list[dict[str, Any]]) -> str:
         if backend and backend not in entry["backends"]:
             entry["backends"].append(backend)
         entry["recover"].append(row.get("recover_s"))
+    # Rows of one fault together, faults in the order the suite first met them.
+    first: dict[str, int] = {}
+    for fault, _, _ in merged:
+        first.setdefault(fault, len(first))
     lines = [HEADER]
-    for (fault, saw, lost), entry in merged.items():
+    for (fault, saw, lost), entry in sorted(merged.items(), key=lambda item: first[item[0][0]]):
         times = [t for t in entry["recover"] if isinstance(t, (int, float))]
         recover = _seconds(max(times)) if times else _seconds(entry["recover"][0])
         lines.append(
