@@ -769,8 +769,15 @@ class SQLAlchemyState(DatabaseState):
                 guard.cancel()
             pooled.close()
 
-    def _probe_alone(self) -> float:
-        """Open a connection of its own like the pool does (hooks, password), ping it, close it.
+    def _probe_alone(self, gave_up: threading.Event | None = None) -> float:
+        """Open a connection like the pool does (hooks, password) and ping it.
+
+        The connection then joins the pool if it has room (a cold pool is warm afterwards, and
+        the next probe costs one round trip); otherwise (every connection busy) it is closed.
+
+        Args:
+            gave_up: Set once the caller stopped waiting (the sync twin runs this on a thread
+                it abandons at the deadline): the connection is closed then, never pooled.
 
         Raises:
             DatabaseUnavailableError: The server cannot be reached or did not answer the ping.
@@ -783,11 +790,24 @@ class SQLAlchemyState(DatabaseState):
         try:
             start = time.perf_counter()
             ping_ok(self._sync_engine.dialect, record.dbapi_connection)
-            return time.perf_counter() - start
+            taken = time.perf_counter() - start
         except Exception as exc:
-            raise self._unavailable_error(exc) from exc
-        finally:
             record.close()
+            raise self._unavailable_error(exc) from exc
+        # Not once the caller gave up (it may shut the database down meanwhile), nor after
+        # shutdown (engine.dispose() replaced the pool).
+        current = (
+            (gave_up is None or not gave_up.is_set())
+            and not self._closed
+            and pool is self._sync_engine.pool
+        )
+        if current and is_structum_pool(pool) and pool._inc_overflow():  # type: ignore[attr-defined]
+            # Counted like a connection the pool opened itself; QueuePool closes it on return
+            # when its queue is full (and uncounts it).
+            pool._do_return_conn(record)
+        else:
+            record.close()
+        return taken
 
     def _probe_timeout_error(self) -> DatabaseUnavailableError:
         return DatabaseUnavailableError(

@@ -9,6 +9,7 @@ This file is the source of both twins: ``_sync.py`` is generated from it by
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -395,7 +396,11 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
         try:
             # The connect waits on the driver's own timeout: on a thread, abandoned at the
             # deadline (it closes what it opened).
-            return call_within(self._probe_alone, remaining, _ignore)
+            gave_up = threading.Event()
+            try:
+                return call_within(partial(self._probe_alone, gave_up), remaining, _ignore)
+            finally:
+                gave_up.set()
         except TimeoutError as exc:
             raise self._probe_timeout_error() from exc
 
