@@ -154,7 +154,7 @@ def section_4_2(db: SQLAlchemyDatabase) -> None:
                 "created_at": datetime.utcnow(),
             },
         )
-        new_id = result.fetchone()["id"]  # type: ignore[index]  # the seed indexes a Row | None
+        new_id = result.fetchone()["id"]
         print(f"Created user with ID: {new_id}")
 
     # Update
@@ -246,7 +246,7 @@ def section_5_3() -> None:
         async with db.transaction() as conn:
             result = await conn.execute("SELECT * FROM users WHERE id = $1", [user_id])
             user = await result.fetchone()
-            print(f"User: {user['username']}")  # type: ignore[index]  # Row | None, unchecked
+            print(f"User: {user['username']}")
         await db.shutdown()
 
     asyncio.run(main())
@@ -334,7 +334,7 @@ def section_7_4(db: DatabaseInterface) -> None:
                 "INSERT INTO users (username, email) VALUES (:u, :e) RETURNING id",
                 {"u": username, "e": email},
             )
-            user_id = result.fetchone()["id"]  # type: ignore[index]  # Row | None, unchecked
+            user_id = result.fetchone()["id"]
 
             # Insert profile (nested transaction)
             create_profile(conn, user_id)
@@ -521,7 +521,7 @@ def check_create_user(clean_db: SQLAlchemyDatabase) -> None:
             "INSERT INTO users (username, email) VALUES (:u, :e) RETURNING id",
             {"u": "testuser", "e": "test@example.com"},
         )
-        user_id = result.fetchone()["id"]  # type: ignore[index]  # Row | None, unchecked
+        user_id = result.fetchone()["id"]
         assert user_id > 0
 
 
@@ -537,8 +537,8 @@ def check_query_user(clean_db: SQLAlchemyDatabase) -> None:
     with clean_db.transaction() as conn:
         result = conn.execute("SELECT * FROM users WHERE username = :u", {"u": "testuser"})
         user = result.fetchone()
-        assert user["username"] == "testuser"  # type: ignore[index]  # Row | None, unchecked
-        assert user["email"] == "test@example.com"  # type: ignore[index]
+        assert user["username"] == "testuser"
+        assert user["email"] == "test@example.com"
 
 
 # §11.3, typed: the seed's ``def transaction(self)`` drops the interface's keywords, which mypy

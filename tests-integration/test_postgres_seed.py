@@ -127,7 +127,7 @@ def test_seed_5_3_async_support(project: Path, capsys: pytest.CaptureFixture[str
         async with db.transaction() as conn:
             result = await conn.execute("SELECT * FROM users WHERE id = $1", [user_id])
             user = await result.fetchone()
-            print(f"User: {user['username']}")  # type: ignore[index]
+            print(f"User: {user['username']}")
         await db.shutdown()
 
     asyncio.run(main())  # type: ignore[no-untyped-call]

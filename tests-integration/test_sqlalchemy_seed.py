@@ -260,7 +260,7 @@ def test_query_execution_section_4_2(db_url: str, capsys: pytest.CaptureFixture[
                 "created_at": datetime.utcnow(),
             },
         )
-        new_id = result.fetchone()["id"]  # type: ignore[index]
+        new_id = result.fetchone()["id"]
         print(f"Created user with ID: {new_id}")
     # --- end seed
     assert capsys.readouterr().out == "Created user with ID: 4\n"
@@ -291,8 +291,8 @@ def test_query_execution_section_4_2(db_url: str, capsys: pytest.CaptureFixture[
     assert capsys.readouterr().out == "Updated 1 rows\nDeleted 2 expired sessions\n"
     with db.transaction() as conn:
         row = conn.execute("SELECT created_at, last_login FROM users WHERE id = 4").fetchone()
-        assert isinstance(row["created_at"], datetime)  # type: ignore[index]
-        assert isinstance(row["last_login"], datetime)  # type: ignore[index]
+        assert isinstance(row["created_at"], datetime)
+        assert isinstance(row["last_login"], datetime)
     db.shutdown()
 
 
@@ -485,7 +485,7 @@ def test_nested_transactions_section_7_4(db_url: str) -> None:
                 "INSERT INTO users (username, email) VALUES (:u, :e) RETURNING id",
                 {"u": username, "e": email},
             )
-            user_id = result.fetchone()["id"]  # type: ignore[index]
+            user_id = result.fetchone()["id"]
 
             # Insert profile (nested transaction)
             create_profile(conn, user_id)
@@ -561,7 +561,7 @@ def test_two_namespaces_section_9_3(
             result = conn.execute("SELECT * FROM users WHERE id = :id", {"id": 1})
             user = result.fetchone()
         # --- end seed
-        assert user["username"] == "john_smith"  # type: ignore[index]
+        assert user["username"] == "john_smith"
         assert primary_db.engine.pool.size() == 3  # type: ignore[attr-defined]
         assert replica_db.engine.pool.size() == 2  # type: ignore[attr-defined]
         with replica_db.transaction() as conn:
@@ -697,7 +697,7 @@ def test_create_user(clean_db: SQLAlchemyDatabase) -> None:
             "INSERT INTO users (username, email) VALUES (:u, :e) RETURNING id",
             {"u": "testuser", "e": "test@example.com"},
         )
-        user_id = result.fetchone()["id"]  # type: ignore[index]
+        user_id = result.fetchone()["id"]
         assert user_id > 0
 
 
@@ -714,8 +714,8 @@ def test_query_user(clean_db: SQLAlchemyDatabase) -> None:
     with clean_db.transaction() as conn:
         result = conn.execute("SELECT * FROM users WHERE username = :u", {"u": "testuser"})
         user = result.fetchone()
-        assert user["username"] == "testuser"  # type: ignore[index]
-        assert user["email"] == "test@example.com"  # type: ignore[index]
+        assert user["username"] == "testuser"
+        assert user["email"] == "test@example.com"
 
 
 # --- end seed

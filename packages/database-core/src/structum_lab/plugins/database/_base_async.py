@@ -23,7 +23,7 @@ from ._replicas_async import AsyncReplicaRouter
 from ._state import DatabaseState, forget_active
 from .errors import DatabaseError
 from .health import HealthResult
-from .interfaces import AsyncConnection, AsyncDatabaseInterface, Params, Row
+from .interfaces import AsyncConnection, AsyncDatabaseInterface, MaybeRow, Params, Row
 
 __all__ = ["AsyncDatabaseBase"]
 
@@ -386,7 +386,7 @@ class AsyncDatabaseBase(DatabaseState, AsyncDatabaseInterface, Generic[AC]):
 
     async def fetchone(
         self, sql: str, params: Params = None, *, read_only: bool = False
-    ) -> Row | None:
+    ) -> MaybeRow:
         """Run one statement as a transaction of its own and return its first row (or None).
 
         Args:
@@ -397,7 +397,7 @@ class AsyncDatabaseBase(DatabaseState, AsyncDatabaseInterface, Generic[AC]):
                 the caller for that).
         """
         if self._router is not None:
-            return await self._routed_single(sql, params, 1, read_only)  # type: ignore[no-any-return]
+            return await self._routed_single(sql, params, 1, read_only)
         return await super().fetchone(sql, params)
 
     async def fetchall(

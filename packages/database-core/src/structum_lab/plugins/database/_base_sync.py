@@ -24,7 +24,7 @@ from ._replicas_sync import ReplicaRouter
 from ._state import DatabaseState, forget_active
 from .errors import DatabaseError
 from .health import HealthResult
-from .interfaces import Connection, DatabaseInterface, Params, Row
+from .interfaces import Connection, DatabaseInterface, MaybeRow, Params, Row
 
 __all__ = ["SyncDatabaseBase"]
 
@@ -382,7 +382,7 @@ class SyncDatabaseBase(DatabaseState, DatabaseInterface, Generic[AC]):
             return self._router.health(result)
         return result
 
-    def fetchone(self, sql: str, params: Params = None, *, read_only: bool = False) -> Row | None:
+    def fetchone(self, sql: str, params: Params = None, *, read_only: bool = False) -> MaybeRow:
         """Run one statement as a transaction of its own and return its first row (or None).
 
         Args:
@@ -393,7 +393,7 @@ class SyncDatabaseBase(DatabaseState, DatabaseInterface, Generic[AC]):
                 the caller for that).
         """
         if self._router is not None:
-            return self._routed_single(sql, params, 1, read_only)  # type: ignore[no-any-return]
+            return self._routed_single(sql, params, 1, read_only)
         return super().fetchone(sql, params)
 
     def fetchall(self, sql: str, params: Params = None, *, read_only: bool = False) -> list[Row]:

@@ -18,7 +18,7 @@ from typing_extensions import Self
 from ._acompat import asleep
 from ._retry import DEFAULT_POLICY, RetryPolicy, check_retry_arguments, is_retryable
 from ._state import logger
-from ._types import PUBLIC_MODULE, AsyncTransactionFunction, Params, PoolInfo, Row
+from ._types import PUBLIC_MODULE, AsyncTransactionFunction, MaybeRow, Params, PoolInfo, Row
 from .errors import DatabaseError
 from .health import HealthResult
 
@@ -38,7 +38,7 @@ class AsyncResult(ABC):
         """Rows affected by INSERT/UPDATE/DELETE (or returned, where the driver counts them)."""
 
     @abstractmethod
-    async def fetchone(self) -> Row | None:
+    async def fetchone(self) -> MaybeRow:
         """Return the next row, or None when there are no more."""
 
     @abstractmethod
@@ -88,7 +88,7 @@ class AsyncConnection(ABC):
     def last_result(self) -> AsyncResult | None:
         """The result of the last ``execute()``, or None."""
 
-    async def fetchone(self) -> Row | None:
+    async def fetchone(self) -> MaybeRow:
         """``fetchone()`` on the last result."""
         return await self._last().fetchone()
 
@@ -241,7 +241,7 @@ class AsyncDatabaseInterface(ABC):
 
     async def fetchone(
         self, sql: str, params: Params = None, *, read_only: bool = False
-    ) -> Row | None:
+    ) -> MaybeRow:
         """Run one statement as a transaction of its own and return its first row (or None).
 
         The same as ``transaction()`` around ``conn.execute(sql, params).fetchone()``: the same

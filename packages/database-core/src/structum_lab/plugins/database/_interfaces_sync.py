@@ -20,7 +20,7 @@ from typing_extensions import Self
 from ._acompat import sleep
 from ._retry import DEFAULT_POLICY, RetryPolicy, check_retry_arguments, is_retryable
 from ._state import logger
-from ._types import PUBLIC_MODULE, Params, PoolInfo, Row, TransactionFunction
+from ._types import PUBLIC_MODULE, MaybeRow, Params, PoolInfo, Row, TransactionFunction
 from .errors import DatabaseError
 from .health import HealthResult
 
@@ -40,7 +40,7 @@ class Result(ABC):
         """Rows affected by INSERT/UPDATE/DELETE (or returned, where the driver counts them)."""
 
     @abstractmethod
-    def fetchone(self) -> Row | None:
+    def fetchone(self) -> MaybeRow:
         """Return the next row, or None when there are no more."""
 
     @abstractmethod
@@ -90,7 +90,7 @@ class Connection(ABC):
     def last_result(self) -> Result | None:
         """The result of the last ``execute()``, or None."""
 
-    def fetchone(self) -> Row | None:
+    def fetchone(self) -> MaybeRow:
         """``fetchone()`` on the last result."""
         return self._last().fetchone()
 
@@ -241,7 +241,7 @@ class DatabaseInterface(ABC):
         """
         return True
 
-    def fetchone(self, sql: str, params: Params = None, *, read_only: bool = False) -> Row | None:
+    def fetchone(self, sql: str, params: Params = None, *, read_only: bool = False) -> MaybeRow:
         """Run one statement as a transaction of its own and return its first row (or None).
 
         The same as ``transaction()`` around ``conn.execute(sql, params).fetchone()``: the same

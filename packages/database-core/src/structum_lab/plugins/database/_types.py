@@ -10,6 +10,7 @@ from typing_extensions import NotRequired, TypedDict
 __all__ = [
     "PUBLIC_MODULE",
     "AsyncTransactionFunction",
+    "MaybeRow",
     "Params",
     "PoolInfo",
     "Row",
@@ -21,6 +22,11 @@ T = TypeVar("T")
 
 #: A row: a plain dict (``row["username"]``), JSON-ready.
 Row: TypeAlias = dict[str, Any]
+#: What ``fetchone()`` returns: a :data:`Row`, or None when there is none. Annotated ``Row | Any``
+#: rather than ``Row | None`` so that ``result.fetchone()["id"]`` type-checks where the caller knows
+#: a row exists, as the user guide's examples do (psycopg and SQLAlchemy force a None check there);
+#: a misspelt method of the row is still reported. Check ``is None`` where a row may be missing.
+MaybeRow: TypeAlias = Row | Any
 #: A mapping for ``:name`` placeholders, a sequence for positional ones.
 Params: TypeAlias = Mapping[str, Any] | Sequence[Any] | None
 

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from ._interfaces_async import AsyncConnection, AsyncDatabaseInterface, AsyncResult
 from ._interfaces_sync import Connection, DatabaseInterface, Result
-from ._types import AsyncTransactionFunction, Params, PoolInfo, Row, TransactionFunction
+from ._types import (
+    AsyncTransactionFunction,
+    MaybeRow,
+    Params,
+    PoolInfo,
+    Row,
+    TransactionFunction,
+)
 
 __all__ = [
     "AsyncConnection",
@@ -19,6 +26,7 @@ __all__ = [
     "AsyncTransactionFunction",
     "Connection",
     "DatabaseInterface",
+    "MaybeRow",
     "Params",
     "PoolInfo",
     "Result",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .interfaces import AsyncResult, Result, Row
+from .interfaces import AsyncResult, MaybeRow, Result, Row
 
 __all__ = ["AsyncBufferedResult", "BufferedResult"]
 
@@ -33,7 +33,7 @@ class BufferedResult(Result):
         """Rows affected by the statement."""
         return self._rowcount
 
-    def fetchone(self) -> Row | None:
+    def fetchone(self) -> MaybeRow:
         """Return the next row, or None."""
         if self._pos >= len(self._rows):
             return None
@@ -70,7 +70,7 @@ class AsyncBufferedResult(AsyncResult):
         """Rows affected by the statement."""
         return self._inner.rowcount
 
-    async def fetchone(self) -> Row | None:
+    async def fetchone(self) -> MaybeRow:
         """Return the next row, or None."""
         return self._inner.fetchone()
 

@@ -43,7 +43,13 @@ from structum_lab.plugins.database._statements import (
 )
 from structum_lab.plugins.database.base import AsyncDatabaseBase
 from structum_lab.plugins.database.errors import DatabaseError
-from structum_lab.plugins.database.interfaces import AsyncConnection, AsyncResult, Params, Row
+from structum_lab.plugins.database.interfaces import (
+    AsyncConnection,
+    AsyncResult,
+    MaybeRow,
+    Params,
+    Row,
+)
 from structum_lab.plugins.database.params import unencodable_error
 from structum_lab.plugins.database.results import AsyncBufferedResult
 from structum_lab.plugins.database.secrets import scrub_exception
@@ -239,7 +245,7 @@ class AsyncPostgresResult(AsyncResult):
                 conn.sync()
         return cur.rowcount
 
-    async def fetchone(self) -> Row | None:
+    async def fetchone(self) -> MaybeRow:
         """Return the next row, or None when there are no more."""
         try:
             return await self._cur.fetchone()
@@ -1169,7 +1175,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
     # -- public API --------------------------------------------------------------------------
     async def fetchone(
         self, sql: str, params: Params = None, *, read_only: bool = False
-    ) -> Row | None:
+    ) -> MaybeRow:
         """Run one statement and return its first row (or None), in one round trip.
 
         The statement runs on a connection in autocommit mode, so PostgreSQL makes it a
@@ -1184,10 +1190,10 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
             DatabaseUnavailableError: The database cannot be reached.
         """
         if self._router is not None:
-            return await self._routed_single(sql, params, 1, read_only)  # type: ignore[no-any-return]
+            return await self._routed_single(sql, params, 1, read_only)
         if self._joinable() is not None:
             return await super().fetchone(sql, params)
-        return await self._single(sql, params, 1)  # type: ignore[no-any-return]
+        return await self._single(sql, params, 1)
 
     async def fetchall(
         self, sql: str, params: Params = None, *, read_only: bool = False

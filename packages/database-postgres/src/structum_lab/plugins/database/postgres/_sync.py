@@ -42,7 +42,13 @@ from structum_lab.plugins.database._statements import (
     manual_only_error,
 )
 from structum_lab.plugins.database.base import SyncDatabaseBase
-from structum_lab.plugins.database.interfaces import Connection, Params, Result, Row
+from structum_lab.plugins.database.interfaces import (
+    Connection,
+    MaybeRow,
+    Params,
+    Result,
+    Row,
+)
 from structum_lab.plugins.database.params import unencodable_error
 from structum_lab.plugins.database.results import BufferedResult
 from structum_lab.plugins.database.secrets import scrub_exception
@@ -203,7 +209,7 @@ class PostgresResult(Result):
             conn.sync()
         return cur.rowcount
 
-    def fetchone(self) -> Row | None:
+    def fetchone(self) -> MaybeRow:
         """Return the next row, or None when there are no more."""
         try:
             return self._cur.fetchone()
@@ -1113,7 +1119,7 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
                 record_use(self._metric_attrs, time.perf_counter() - started)
 
     # -- public API --------------------------------------------------------------------------
-    def fetchone(self, sql: str, params: Params = None, *, read_only: bool = False) -> Row | None:
+    def fetchone(self, sql: str, params: Params = None, *, read_only: bool = False) -> MaybeRow:
         """Run one statement and return its first row (or None), in one round trip.
 
         The statement runs on a connection in autocommit mode, so PostgreSQL makes it a
@@ -1128,10 +1134,10 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
             DatabaseUnavailableError: The database cannot be reached.
         """
         if self._router is not None:
-            return self._routed_single(sql, params, 1, read_only)  # type: ignore[no-any-return]
+            return self._routed_single(sql, params, 1, read_only)
         if self._joinable() is not None:
             return super().fetchone(sql, params)
-        return self._single(sql, params, 1)  # type: ignore[no-any-return]
+        return self._single(sql, params, 1)
 
     def fetchall(self, sql: str, params: Params = None, *, read_only: bool = False) -> list[Row]:
         """Run one statement and return every row, in one round trip (see :meth:`fetchone`)."""

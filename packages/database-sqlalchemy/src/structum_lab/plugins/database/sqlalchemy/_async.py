@@ -32,7 +32,13 @@ from structum_lab.plugins.database._statements import (
 )
 from structum_lab.plugins.database.base import AsyncDatabaseBase, logger
 from structum_lab.plugins.database.errors import DatabaseClosedError
-from structum_lab.plugins.database.interfaces import AsyncConnection, AsyncResult, Params, Row
+from structum_lab.plugins.database.interfaces import (
+    AsyncConnection,
+    AsyncResult,
+    MaybeRow,
+    Params,
+    Row,
+)
 from structum_lab.plugins.database.params import unencodable_error
 from structum_lab.plugins.database.results import AsyncBufferedResult
 
@@ -430,7 +436,7 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
 
     async def fetchone(
         self, sql: str, params: Params = None, *, read_only: bool = False
-    ) -> Row | None:
+    ) -> MaybeRow:
         """Run one statement and return its first row (or None).
 
         With ``read_only=True`` (the statement only reads) a database with ``replicas`` may
@@ -450,10 +456,10 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
                 statement was in flight).
         """
         if self._router is not None:
-            return await self._routed_single(sql, params, 1, read_only)  # type: ignore[no-any-return]
+            return await self._routed_single(sql, params, 1, read_only)
         if not self._single_autocommit or self._joinable() is not None:
             return await super().fetchone(sql, params)
-        return await self._single(sql, params, 1)  # type: ignore[no-any-return]
+        return await self._single(sql, params, 1)
 
     async def fetchall(
         self, sql: str, params: Params = None, *, read_only: bool = False

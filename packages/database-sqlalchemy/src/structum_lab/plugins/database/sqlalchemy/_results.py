@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.engine import CursorResult
 
-from structum_lab.plugins.database.interfaces import AsyncResult, Result, Row
+from structum_lab.plugins.database.interfaces import AsyncResult, MaybeRow, Result, Row
 
 from ._errors import _PUBLIC_MODULE
 
@@ -35,7 +35,7 @@ class SQLAlchemyResult(Result):
         """Column names of the rows (empty for statements that return none)."""
         return self._keys or ()
 
-    def fetchone(self) -> Row | None:
+    def fetchone(self) -> MaybeRow:
         """Return the next row, or None."""
         if self._keys is None:
             return None
@@ -82,7 +82,7 @@ class SQLAlchemyAsyncResult(AsyncResult):
         """Column names of the rows (empty for statements that return none)."""
         return self._inner.keys()
 
-    async def fetchone(self) -> Row | None:
+    async def fetchone(self) -> MaybeRow:
         """Return the next row, or None."""
         return self._inner.fetchone()
 

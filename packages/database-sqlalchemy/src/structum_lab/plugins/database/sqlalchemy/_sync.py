@@ -32,7 +32,13 @@ from structum_lab.plugins.database._statements import (
 )
 from structum_lab.plugins.database.base import SyncDatabaseBase, logger
 from structum_lab.plugins.database.errors import DatabaseClosedError
-from structum_lab.plugins.database.interfaces import Connection, Params, Result, Row
+from structum_lab.plugins.database.interfaces import (
+    Connection,
+    MaybeRow,
+    Params,
+    Result,
+    Row,
+)
 from structum_lab.plugins.database.params import unencodable_error
 from structum_lab.plugins.database.results import BufferedResult
 
@@ -409,7 +415,7 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
             self._check_open()  # raises DatabaseClosedError
         return self._single_sync(sql, params, fetch)
 
-    def fetchone(self, sql: str, params: Params = None, *, read_only: bool = False) -> Row | None:
+    def fetchone(self, sql: str, params: Params = None, *, read_only: bool = False) -> MaybeRow:
         """Run one statement and return its first row (or None).
 
         With ``read_only=True`` (the statement only reads) a database with ``replicas`` may
@@ -429,10 +435,10 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
                 statement was in flight).
         """
         if self._router is not None:
-            return self._routed_single(sql, params, 1, read_only)  # type: ignore[no-any-return]
+            return self._routed_single(sql, params, 1, read_only)
         if not self._single_autocommit or self._joinable() is not None:
             return super().fetchone(sql, params)
-        return self._single(sql, params, 1)  # type: ignore[no-any-return]
+        return self._single(sql, params, 1)
 
     def fetchall(self, sql: str, params: Params = None, *, read_only: bool = False) -> list[Row]:
         """Run one statement and return every row (see :meth:`fetchone`)."""
