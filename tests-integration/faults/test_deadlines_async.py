@@ -33,13 +33,6 @@ CONNECT_TIMEOUT = 2.0  # libpq's smallest
 PASSWORD = "Fault-s3cret-PW"
 
 
-@pytest.fixture(autouse=True)
-def _backend_ready(request: pytest.FixtureRequest) -> None:
-    backend = request.getfixturevalue("async_postgres_backend")
-    if backend.id.startswith("sqlalchemy"):
-        pytest.skip("client-side deadlines on SQLAlchemy: next step")
-
-
 def with_password(url: str) -> str:
     parts = urlsplit(url)
     netloc = f"{parts.username or 'postgres'}:{PASSWORD}@{parts.hostname}:{parts.port}"

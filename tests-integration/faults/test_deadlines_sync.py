@@ -16,8 +16,6 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import pytest
-
 from structum_lab.plugins.database import (
     DatabaseUnavailableError,
     PoolTimeoutError,
@@ -30,13 +28,6 @@ TIMEOUT = 1.0
 CONNECT_TIMEOUT = 2.0  # libpq's smallest
 # Trust authentication ignores it: the URL carries a password that must never be shown.
 PASSWORD = "Fault-s3cret-PW"
-
-
-@pytest.fixture(autouse=True)
-def _backend_ready(request: pytest.FixtureRequest) -> None:
-    backend = request.getfixturevalue("sync_postgres_backend")
-    if backend.id.startswith("sqlalchemy"):
-        pytest.skip("client-side deadlines on SQLAlchemy: next step")
 
 
 def with_password(url: str) -> str:

@@ -21,6 +21,7 @@ the driver closed it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import heapq
 import itertools
@@ -32,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["GRACE", "Deadline", "abandon_psycopg", "arm", "ping_budget"]
+__all__ = ["GRACE", "Deadline", "abandon_psycopg", "arm", "ping_budget", "wait_or_abandon"]
 
 logger = logging.getLogger("structum_lab.plugins.database")
 
@@ -213,6 +214,26 @@ def ping_budget(health_timeout: float) -> float:
     probe on a connection of its own.
     """
     return max(health_timeout / 2 - GRACE, 0.01)
+
+
+async def wait_or_abandon(conn: Any, gen: Any, interval: float, timeout: float | None) -> Any:
+    """The body of psycopg's ``AsyncConnection.wait()``, except when the task is cancelled.
+
+    psycopg then asks the server to cancel the statement and waits for its answer (up to 10 s),
+    which never comes from a frozen server, so ``asyncio.wait_for`` would not return. Here the
+    connection, whose state is unknown, is closed at once (:func:`abandon_psycopg`); the pool
+    replaces it. Used by the psycopg connection classes of both backends (psycopg is imported
+    here only when they call it).
+    """
+    from psycopg import waiting  # noqa: PLC0415 - only for psycopg connections
+
+    try:
+        if timeout is None:
+            return await waiting.wait_async(gen, conn.pgconn.socket, interval=interval)
+        return await waiting.wait_async(gen, conn.pgconn.socket, interval=interval, timeout=timeout)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        abandon_psycopg(conn.pgconn)
+        raise
 
 
 def abandon_psycopg(pgconn: Any) -> None:

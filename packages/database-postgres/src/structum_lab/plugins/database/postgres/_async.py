@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any, ClassVar, cast
 
 import psycopg
-from psycopg import AsyncPipeline, waiting
+from psycopg import AsyncPipeline
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
@@ -32,6 +32,7 @@ from structum_lab.plugins.database._deadlines import (
     abandon_psycopg,
     arm,
     ping_budget,
+    wait_or_abandon,
 )
 from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetupError
 from structum_lab.plugins.database._liveness import socket_readable
@@ -135,22 +136,8 @@ class _AsyncRawConnection(psycopg.AsyncConnection[DictRow]):
     if True:  # ASYNC: cancellation returns at once, whatever the server does
 
         async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
-            """Wait like psycopg's ``wait()``, except when the task is cancelled mid-statement.
-
-            psycopg then asks the server to cancel the statement and waits for its answer (up
-            to 10 s), which never comes from a frozen server, so ``asyncio.wait_for`` would not
-            return. Here the connection, whose state is unknown, is closed at once and the
-            cancel request goes on in the background; the pool replaces the connection.
-            """
-            try:
-                if timeout is None:
-                    return await waiting.wait_async(gen, self.pgconn.socket, interval=interval)
-                return await waiting.wait_async(
-                    gen, self.pgconn.socket, interval=interval, timeout=timeout
-                )
-            except (asyncio.CancelledError, KeyboardInterrupt):
-                abandon_psycopg(self.pgconn)
-                raise
+            """Close the connection at once when cancelled mid-statement (see core)."""
+            return await wait_or_abandon(self, gen, interval, timeout)
 
     @staticmethod
     async def _structum_password(hooks: ConnectionHooks) -> str:

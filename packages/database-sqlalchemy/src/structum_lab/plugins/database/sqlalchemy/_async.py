@@ -77,6 +77,7 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
         self._sa = connection
         self._result: AsyncResult | None = None
         self._closed = False
+        db._held[self] = time.monotonic()  # the oldest holder's age, for PoolTimeoutError
 
     @property
     def sqlalchemy_connection(self) -> SAAsyncConnection:
@@ -137,7 +138,7 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
                 # next statement begins a new one (SQLite would otherwise autocommit from here).
                 await self._sa.rollback()
         except sa_exc.SQLAlchemyError as exc:
-            raise self._db._translate(exc) from error_cause(exc)
+            raise self._db._translate(exc, deadline=self._deadline) from error_cause(exc)
         except UnicodeError as exc:  # raised before anything is sent
             raise unencodable_error(exc) from exc
         self._fresh = False
@@ -181,7 +182,7 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
         try:
             cursor = await self._sa.exec_driver_sql(statement, batch)
         except sa_exc.SQLAlchemyError as exc:
-            raise self._db._translate(exc) from error_cause(exc)
+            raise self._db._translate(exc, deadline=self._deadline) from error_cause(exc)
         except UnicodeError as exc:
             raise unencodable_error(exc) from exc
         result = SQLAlchemyAsyncResult(cursor)
@@ -203,7 +204,9 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
         try:
             await self._sa.commit()
         except sa_exc.SQLAlchemyError as exc:
-            raise self._db._translate(exc, committing=sent) from error_cause(exc)
+            raise self._db._translate(
+                exc, committing=sent, deadline=self._deadline
+            ) from error_cause(exc)
 
     async def rollback(self) -> None:
         """Roll back the current transaction (``get_connection()`` only).
@@ -218,7 +221,7 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
         try:
             await self._sa.rollback()
         except sa_exc.SQLAlchemyError as exc:
-            raise self._db._translate(exc) from error_cause(exc)
+            raise self._db._translate(exc, deadline=self._deadline) from error_cause(exc)
 
     async def close(self) -> None:
         """Roll back anything uncommitted and give the connection back to the pool."""
@@ -240,7 +243,7 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
         try:
             nested = await self._sa.begin_nested()
         except sa_exc.SQLAlchemyError as exc:
-            raise self._db._translate(exc) from error_cause(exc)
+            raise self._db._translate(exc, deadline=self._deadline) from error_cause(exc)
         try:
             yield self
         except BaseException:
@@ -254,7 +257,7 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
             try:
                 await nested.commit()
             except sa_exc.SQLAlchemyError as exc:
-                raise self._db._translate(exc) from error_cause(exc)
+                raise self._db._translate(exc, deadline=self._deadline) from error_cause(exc)
 
     @asynccontextmanager
     async def _named_savepoint(self, name: str) -> AsyncIterator[None]:
@@ -275,14 +278,28 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
         if ticket is not None:
             ticket.checkin(self)
         sa = self._sa
+        db = self._db
+        db._held.pop(self, None)
+        deadline = self._deadline
         try:
-            if commit:
+            if self._abandoned or (deadline is not None and deadline.fired):
+                # Cancelled mid-transaction (state unknown) or out of time (socket shut down):
+                # closed without a ROLLBACK on the wire; the server rolls back, the pool
+                # replaces the connection.
+                await sa.invalidate()
+                if commit and deadline is not None and deadline.cancel():
+                    raise db._deadline_error(deadline.seconds)
+            elif commit:
                 sent = not sa.invalidated
                 try:
                     await sa.commit()
                 except sa_exc.SQLAlchemyError as exc:
-                    raise self._db._translate(exc, committing=sent) from error_cause(exc)
+                    raise db._translate(exc, committing=sent, deadline=deadline) from error_cause(
+                        exc
+                    )
         finally:
+            if deadline is not None and deadline.cancel() and not sa.invalidated:
+                await sa.invalidate()  # the deadline fired during COMMIT: never reused
             try:
                 if self._db._closed:
                     # Shut down meanwhile: close it for real rather than park it in the
@@ -399,6 +416,13 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
 
     async def _end(self, conn: AsyncSQLAlchemyConnection, *, commit: bool) -> None:
         await conn._finish(commit=commit)
+
+    def _arm(self, conn: AsyncSQLAlchemyConnection, seconds: float) -> Any:
+        if True:  # ASYNC: the pooled connection is under the sync connection
+            pooled: Any = conn._sa.sync_connection.connection  # type: ignore[union-attr]
+        else:
+            pooled = conn._sa.connection
+        return self._arm_socket(pooled.dbapi_connection, seconds)
 
     async def _probe(self) -> float | None:
         """An idle pooled connection, else a short-lived one (see ``health_check()``)."""

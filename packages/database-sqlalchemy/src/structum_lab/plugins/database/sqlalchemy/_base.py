@@ -29,7 +29,7 @@ from structum_lab.plugins.database._hooks import ConfigureHook, ConnectionHooks,
 from structum_lab.plugins.database._observe import record_use, record_wait
 from structum_lab.plugins.database._replicas import DEFAULT_CHECK_INTERVAL, DEFAULT_MAX_LAG
 from structum_lab.plugins.database._retry import DEFAULT_POLICY
-from structum_lab.plugins.database._state import DEFAULT_HEALTH_TIMEOUT
+from structum_lab.plugins.database._state import DEFAULT_HEALTH_TIMEOUT, seconds_or_none
 from structum_lab.plugins.database._statements import check_statement
 from structum_lab.plugins.database.base import DatabaseState, logger
 from structum_lab.plugins.database.errors import (
@@ -66,7 +66,14 @@ from ._pool import StructumAsyncQueuePool, StructumQueuePool, checkout_now, is_s
 from ._results import SQLAlchemyResult
 from ._sessions import session_class_for
 from ._transactions import TransactionSetup, transaction_setup
-from ._urls import _is_memory_sqlite, driver_hint, pgbouncer_connect_args, resolve_url
+from ._urls import (
+    DEFAULT_CONNECT_TIMEOUT,
+    _is_memory_sqlite,
+    connect_arguments,
+    driver_hint,
+    pgbouncer_connect_args,
+    resolve_url,
+)
 
 __all__ = ["SQLAlchemyState"]
 
@@ -216,6 +223,8 @@ class SQLAlchemyState(DatabaseState):
         max_replica_lag: float = DEFAULT_MAX_LAG,
         replica_check_interval: float = DEFAULT_CHECK_INTERVAL,
         slow_transaction_threshold: float | None = None,
+        transaction_timeout: float | None = None,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         **engine_options: Any,
     ) -> None:
         """Create the engine and its pool (connections are opened on first use).
@@ -262,6 +271,14 @@ class SQLAlchemyState(DatabaseState):
                 (awaited on the async twin when it is a coroutine function), called for each
                 new connection (rotating tokens); its value is used for that connect only and
                 masked in errors. Not for SQLite.
+            transaction_timeout: Default ``timeout`` of every ``transaction()``, in seconds
+                (None: no limit). It only adds the client-side deadline: a transaction still
+                running shortly after it has its connection closed (never reused) and raises
+                ``StatementTimeoutError``.
+            connect_timeout: Seconds a new connection may take (5 by default; None: the
+                driver's default), given to the driver as its own setting (psycopg's
+                ``connect_timeout``, whole seconds, 2 at least; PyMySQL's and aiomysql's
+                ``connect_timeout``). A value in ``connect_args`` or the URL wins.
             leak_detection_threshold: Seconds a connection may stay checked out before one
                 WARNING with the stack that took it is logged (None: off; see the README).
             pgbouncer: Preset for PgBouncer in transaction mode (PostgreSQL): no server-side
@@ -300,6 +317,10 @@ class SQLAlchemyState(DatabaseState):
             leak_detection_threshold=leak_detection_threshold,
             health_timeout=health_timeout,
             slow_transaction_threshold=slow_transaction_threshold,
+            transaction_timeout=transaction_timeout,
+        )
+        self.connect_timeout = seconds_or_none(
+            type(self).__name__, "connect_timeout", connect_timeout
         )
         if not isinstance(text_url, str) or not text_url.strip():
             raise ConfigurationError("url must be a non-empty database URL string", key="url")
@@ -347,6 +368,9 @@ class SQLAlchemyState(DatabaseState):
             kwargs["connect_args"] = pgbouncer_connect_args(
                 sa_url, dict(kwargs.get("connect_args") or {}), owner
             )
+        driver_args = connect_arguments(sa_url, self.connect_timeout, is_async=self._is_async)
+        if driver_args:
+            kwargs["connect_args"] = {**driver_args, **dict(kwargs.get("connect_args") or {})}
         kwargs["echo"] = echo
         # We validate idle connections ourselves (_install_idle_ping); SQLAlchemy's pre-ping
         # would cost a round trip on every checkout.
@@ -441,6 +465,8 @@ class SQLAlchemyState(DatabaseState):
                 key="replicas",
             )
         self._init_replicas(replicas, max_replica_lag, replica_check_interval, settings)
+        # Connections handed out by transaction()/get_connection(), oldest first, and when.
+        self._held: dict[Any, float] = {}
 
     def _create_engine(self, url: URL, kwargs: dict[str, Any]) -> Any:
         from sqlalchemy import create_engine  # noqa: PLC0415
@@ -570,6 +596,7 @@ class SQLAlchemyState(DatabaseState):
         if self._counter is not None:
             self._counter.reset()
         self._acquiring = deque()
+        self._held = {}
         self._admission = threading.Lock()  # another thread of the parent may have held it
 
     def get_pool_info(self) -> PoolInfo:
@@ -723,6 +750,27 @@ class SQLAlchemyState(DatabaseState):
             options.get("timeout"),
         )
 
+    def _oldest_held(self) -> float | None:
+        """Seconds the longest-held connection of this database has been checked out."""
+        try:
+            taken_at = next(iter(self._held.values()))
+        except (StopIteration, RuntimeError):  # none, or changed by another thread meanwhile
+            return None
+        return time.monotonic() - taken_at
+
+    def _arm_socket(self, dbapi_connection: Any, seconds: float) -> Any:
+        """The client-side deadline of a transaction on ``dbapi_connection`` (see core).
+
+        Breaks the connection's socket when it fires; SQLite, which has none, is interrupted.
+        """
+        fd = socket_fd(dbapi_connection)
+        interrupt = None
+        if fd is None:
+            driver = getattr(dbapi_connection, "driver_connection", None) or dbapi_connection
+            driver = getattr(driver, "_conn", None) or driver  # aiosqlite's sqlite3 connection
+            interrupt = getattr(driver, "interrupt", None)
+        return arm(seconds, fd=fd, interrupt=interrupt)
+
     # -- health -------------------------------------------------------------------------------
     def _probe_pooled(self) -> float | None:
         """Ping an idle pooled connection: the first half of both ``_probe()``.
@@ -818,21 +866,33 @@ class SQLAlchemyState(DatabaseState):
 
     # -- errors -------------------------------------------------------------------------------
     def _translate(
-        self, exc: BaseException, *, connecting: bool = False, committing: bool | str = False
+        self,
+        exc: BaseException,
+        *,
+        connecting: bool = False,
+        committing: bool | str = False,
+        deadline: Any = None,
     ) -> Exception:
         """Turn a SQLAlchemy/driver exception into the Structum error for it.
 
         ``committing``: ``exc`` came from a COMMIT that was sent (or, when it is a string, from
         what it names, such as a statement in autocommit), so a lost connection means the
         outcome is unknown (``CommitOutcomeUnknownError``) rather than "rolled back".
+        ``deadline``: the transaction's client-side deadline; if it fired, the connection was
+        broken by it and the error is ``StatementTimeoutError``.
         """
         if isinstance(exc, DatabaseError):
             return exc
         if isinstance(exc, sa_exc.TimeoutError):
             return self._pool_timeout_error(
-                self._pool_timeout, self.get_pool_info(), cls=PoolTimeoutError
+                self._pool_timeout,
+                self.get_pool_info(),
+                cls=PoolTimeoutError,
+                oldest_held=self._oldest_held(),
             )
         orig = error_cause(exc)
+        if deadline is not None and deadline.fired:
+            return self._deadline_error(deadline.seconds, orig, committing=bool(committing))
         if connecting:
             return self._unavailable_error(orig)
         if isinstance(exc, sa_exc.DBAPIError):

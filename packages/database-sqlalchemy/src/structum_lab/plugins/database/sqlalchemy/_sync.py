@@ -77,6 +77,7 @@ class SQLAlchemyConnection(Connection):
         self._sa = connection
         self._result: Result | None = None
         self._closed = False
+        db._held[self] = time.monotonic()  # the oldest holder's age, for PoolTimeoutError
 
     @property
     def sqlalchemy_connection(self) -> SAConnection:
@@ -137,7 +138,7 @@ class SQLAlchemyConnection(Connection):
                 # next statement begins a new one (SQLite would otherwise autocommit from here).
                 self._sa.rollback()
         except sa_exc.SQLAlchemyError as exc:
-            raise self._db._translate(exc) from error_cause(exc)
+            raise self._db._translate(exc, deadline=self._deadline) from error_cause(exc)
         except UnicodeError as exc:  # raised before anything is sent
             raise unencodable_error(exc) from exc
         self._fresh = False
@@ -181,7 +182,7 @@ class SQLAlchemyConnection(Connection):
         try:
             cursor = self._sa.exec_driver_sql(statement, batch)
         except sa_exc.SQLAlchemyError as exc:
-            raise self._db._translate(exc) from error_cause(exc)
+            raise self._db._translate(exc, deadline=self._deadline) from error_cause(exc)
         except UnicodeError as exc:
             raise unencodable_error(exc) from exc
         result = SQLAlchemyResult(cursor)
@@ -203,7 +204,9 @@ class SQLAlchemyConnection(Connection):
         try:
             self._sa.commit()
         except sa_exc.SQLAlchemyError as exc:
-            raise self._db._translate(exc, committing=sent) from error_cause(exc)
+            raise self._db._translate(
+                exc, committing=sent, deadline=self._deadline
+            ) from error_cause(exc)
 
     def rollback(self) -> None:
         """Roll back the current transaction (``get_connection()`` only).
@@ -218,7 +221,7 @@ class SQLAlchemyConnection(Connection):
         try:
             self._sa.rollback()
         except sa_exc.SQLAlchemyError as exc:
-            raise self._db._translate(exc) from error_cause(exc)
+            raise self._db._translate(exc, deadline=self._deadline) from error_cause(exc)
 
     def close(self) -> None:
         """Roll back anything uncommitted and give the connection back to the pool."""
@@ -240,7 +243,7 @@ class SQLAlchemyConnection(Connection):
         try:
             nested = self._sa.begin_nested()
         except sa_exc.SQLAlchemyError as exc:
-            raise self._db._translate(exc) from error_cause(exc)
+            raise self._db._translate(exc, deadline=self._deadline) from error_cause(exc)
         try:
             yield self
         except BaseException:
@@ -254,7 +257,7 @@ class SQLAlchemyConnection(Connection):
             try:
                 nested.commit()
             except sa_exc.SQLAlchemyError as exc:
-                raise self._db._translate(exc) from error_cause(exc)
+                raise self._db._translate(exc, deadline=self._deadline) from error_cause(exc)
 
     @contextmanager
     def _named_savepoint(self, name: str) -> Iterator[None]:
@@ -275,14 +278,28 @@ class SQLAlchemyConnection(Connection):
         if ticket is not None:
             ticket.checkin(self)
         sa = self._sa
+        db = self._db
+        db._held.pop(self, None)
+        deadline = self._deadline
         try:
-            if commit:
+            if self._abandoned or (deadline is not None and deadline.fired):
+                # Cancelled mid-transaction (state unknown) or out of time (socket shut down):
+                # closed without a ROLLBACK on the wire; the server rolls back, the pool
+                # replaces the connection.
+                sa.invalidate()
+                if commit and deadline is not None and deadline.cancel():
+                    raise db._deadline_error(deadline.seconds)
+            elif commit:
                 sent = not sa.invalidated
                 try:
                     sa.commit()
                 except sa_exc.SQLAlchemyError as exc:
-                    raise self._db._translate(exc, committing=sent) from error_cause(exc)
+                    raise db._translate(exc, committing=sent, deadline=deadline) from error_cause(
+                        exc
+                    )
         finally:
+            if deadline is not None and deadline.cancel() and not sa.invalidated:
+                sa.invalidate()  # the deadline fired during COMMIT: never reused
             try:
                 if self._db._closed:
                     # Shut down meanwhile: close it for real rather than park it in the
@@ -391,6 +408,10 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
 
     def _end(self, conn: SQLAlchemyConnection, *, commit: bool) -> None:
         conn._finish(commit=commit)
+
+    def _arm(self, conn: SQLAlchemyConnection, seconds: float) -> Any:
+        pooled = conn._sa.connection
+        return self._arm_socket(pooled.dbapi_connection, seconds)
 
     def _probe(self) -> float | None:
         """An idle pooled connection, else a short-lived one (see ``health_check()``)."""

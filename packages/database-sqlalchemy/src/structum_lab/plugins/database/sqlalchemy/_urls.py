@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 from typing import Any
 
 import sqlalchemy.exc as sa_exc
@@ -14,7 +16,9 @@ from structum_lab.plugins.database.errors import (
 from structum_lab.plugins.database.secrets import mask_url
 
 __all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
     "SUPPORTED_SCHEMES",
+    "connect_arguments",
     "driver_hint",
     "multihost_as_query",
     "pgbouncer_connect_args",
@@ -157,3 +161,50 @@ def pgbouncer_connect_args(url: URL, connect_args: dict[str, Any], owner: str) -
     elif driver == "psycopg":
         connect_args["prepare_threshold"] = None
     return connect_args
+
+
+#: Seconds a new connection may take before the attempt fails (``connect_timeout``).
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+# The connect argument each driver reads its connect timeout from, and whether it counts whole
+# seconds (libpq: 2 at least).
+_CONNECT_TIMEOUT_ARGS: dict[str, tuple[str, bool]] = {
+    "psycopg": ("connect_timeout", True),
+    "psycopg_async": ("connect_timeout", True),
+    "pymysql": ("connect_timeout", False),
+    "aiomysql": ("connect_timeout", False),
+    "asyncpg": ("timeout", False),
+}
+
+
+def connect_arguments(url: URL, connect_timeout: float | None, *, is_async: bool) -> dict[str, Any]:
+    """Driver connect arguments our settings add (``connect_args`` given by the user win).
+
+    ``connect_timeout`` in the driver's own words, unless the URL already sets it; on the async
+    psycopg driver, a connection class whose cancellation returns at once (core
+    ``wait_or_abandon``).
+    """
+    args: dict[str, Any] = {}
+    driver = url.get_driver_name()
+    known = _CONNECT_TIMEOUT_ARGS.get(driver)
+    if connect_timeout is not None and known is not None and known[0] not in url.query:
+        key, whole = known
+        args[key] = max(2, math.ceil(connect_timeout)) if whole else connect_timeout
+    if is_async and driver in ("psycopg", "psycopg_async"):
+        args["async_creator_fn"] = _prompt_cancel_connect()
+    return args
+
+
+@functools.cache
+def _prompt_cancel_connect() -> Any:
+    import psycopg  # noqa: PLC0415 - only with the psycopg driver
+
+    from structum_lab.plugins.database._deadlines import wait_or_abandon  # noqa: PLC0415
+
+    class StructumAsyncConnection(psycopg.AsyncConnection[Any]):
+        """psycopg's async connection, closed at once when cancelled mid-statement."""
+
+        async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            return await wait_or_abandon(self, gen, interval, timeout)
+
+    return StructumAsyncConnection.connect
