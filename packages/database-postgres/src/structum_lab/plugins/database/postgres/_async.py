@@ -190,6 +190,16 @@ class _AsyncStructumPool(AsyncConnectionPool[_AsyncRawConnection]):
         await super()._add_connection(attempt, growing)
 
 
+def _arm_raw(raw: _AsyncRawConnection, seconds: float) -> Deadline:
+    """Arm the client-side deadline of a transaction on ``raw`` (core ``_deadlines.py``)."""
+    try:
+        fd: int | None = raw.pgconn.socket
+    except psycopg.Error:
+        fd = None  # already broken: its first statement fails anyway
+    deadline = raw._structum_deadline = arm(seconds, fd=fd)
+    return deadline
+
+
 class AsyncPostgresResult(AsyncResult):
     """The result of one statement, read lazily from psycopg's cursor (rows are dicts).
 
@@ -1020,14 +1030,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
 
     def _arm(self, conn: AsyncPostgresConnection, seconds: float) -> Deadline | None:
         raw = conn._raw
-        if raw is None:
-            return None
-        try:
-            fd: int | None = raw.pgconn.socket
-        except psycopg.Error:
-            fd = None  # already broken: its first statement fails anyway
-        deadline = raw._structum_deadline = arm(seconds, fd=fd)
-        return deadline
+        return None if raw is None else _arm_raw(raw, seconds)
 
     async def _probe(self) -> float | None:
         """A pooled connection free at once, else a short-lived one (see ``health_check()``)."""
@@ -1133,7 +1136,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         sent: bool | str = False
         deadline = None
         if self.transaction_timeout is not None:
-            deadline = raw._structum_deadline = arm(self.transaction_timeout, fd=raw.pgconn.socket)
+            deadline = _arm_raw(raw, self.transaction_timeout)
         try:
             await raw.set_autocommit(True)
             cur = raw.cursor()

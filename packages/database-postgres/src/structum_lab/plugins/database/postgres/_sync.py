@@ -173,6 +173,16 @@ class _StructumPool(ConnectionPool[_RawConnection]):
         super()._add_connection(attempt, growing)
 
 
+def _arm_raw(raw: _RawConnection, seconds: float) -> Deadline:
+    """Arm the client-side deadline of a transaction on ``raw`` (core ``_deadlines.py``)."""
+    try:
+        fd: int | None = raw.pgconn.socket
+    except psycopg.Error:
+        fd = None  # already broken: its first statement fails anyway
+    deadline = raw._structum_deadline = arm(seconds, fd=fd)
+    return deadline
+
+
 class PostgresResult(Result):
     """The result of one statement, read lazily from psycopg's cursor (rows are dicts).
 
@@ -984,14 +994,7 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
 
     def _arm(self, conn: PostgresConnection, seconds: float) -> Deadline | None:
         raw = conn._raw
-        if raw is None:
-            return None
-        try:
-            fd: int | None = raw.pgconn.socket
-        except psycopg.Error:
-            fd = None  # already broken: its first statement fails anyway
-        deadline = raw._structum_deadline = arm(seconds, fd=fd)
-        return deadline
+        return None if raw is None else _arm_raw(raw, seconds)
 
     def _probe(self) -> float | None:
         """A pooled connection free at once, else a short-lived one (see ``health_check()``)."""
@@ -1092,7 +1095,7 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         sent: bool | str = False
         deadline = None
         if self.transaction_timeout is not None:
-            deadline = raw._structum_deadline = arm(self.transaction_timeout, fd=raw.pgconn.socket)
+            deadline = _arm_raw(raw, self.transaction_timeout)
         try:
             raw.set_autocommit(True)
             cur = raw.cursor()

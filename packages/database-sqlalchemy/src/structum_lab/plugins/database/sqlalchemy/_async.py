@@ -77,7 +77,10 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
         self._sa = connection
         self._result: AsyncResult | None = None
         self._closed = False
-        db._held[self] = time.monotonic()  # the oldest holder's age, for PoolTimeoutError
+        # The oldest holder's age, for PoolTimeoutError; keyed by a number, not by this object,
+        # so that a connection its caller drops can still be garbage collected (and reclaimed).
+        self._held_key = key = next(db._held_keys)
+        db._held[key] = time.monotonic()
 
     @property
     def sqlalchemy_connection(self) -> SAAsyncConnection:
@@ -279,7 +282,7 @@ class AsyncSQLAlchemyConnection(AsyncConnection):
             ticket.checkin(self)
         sa = self._sa
         db = self._db
-        db._held.pop(self, None)
+        db._held.pop(self._held_key, None)
         deadline = self._deadline
         try:
             if self._abandoned or (deadline is not None and deadline.fired):
@@ -509,10 +512,11 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
         return await super()._unrouted_single(sql, params, fetch)
 
     def _reclaimer(self, conn: AsyncSQLAlchemyConnection) -> Callable[[], Any]:
-        return partial(self._reclaim, conn._sa)
+        return partial(self._reclaim, conn._sa, conn._held_key)
 
-    async def _reclaim(self, sa: SAAsyncConnection) -> None:
+    async def _reclaim(self, sa: SAAsyncConnection, held_key: int) -> None:
         """Roll back and return a dropped ``get_connection()`` connection (see core)."""
+        self._held.pop(held_key, None)
         await sa.close()
 
     def _disown(self, conn: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import itertools
 import threading
 import time
 import uuid
@@ -466,7 +467,8 @@ class SQLAlchemyState(DatabaseState):
             )
         self._init_replicas(replicas, max_replica_lag, replica_check_interval, settings)
         # Connections handed out by transaction()/get_connection(), oldest first, and when.
-        self._held: dict[Any, float] = {}
+        self._held: dict[int, float] = {}
+        self._held_keys = itertools.count()
 
     def _create_engine(self, url: URL, kwargs: dict[str, Any]) -> Any:
         from sqlalchemy import create_engine  # noqa: PLC0415

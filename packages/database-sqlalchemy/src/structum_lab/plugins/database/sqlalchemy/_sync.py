@@ -77,7 +77,10 @@ class SQLAlchemyConnection(Connection):
         self._sa = connection
         self._result: Result | None = None
         self._closed = False
-        db._held[self] = time.monotonic()  # the oldest holder's age, for PoolTimeoutError
+        # The oldest holder's age, for PoolTimeoutError; keyed by a number, not by this object,
+        # so that a connection its caller drops can still be garbage collected (and reclaimed).
+        self._held_key = key = next(db._held_keys)
+        db._held[key] = time.monotonic()
 
     @property
     def sqlalchemy_connection(self) -> SAConnection:
@@ -279,7 +282,7 @@ class SQLAlchemyConnection(Connection):
             ticket.checkin(self)
         sa = self._sa
         db = self._db
-        db._held.pop(self, None)
+        db._held.pop(self._held_key, None)
         deadline = self._deadline
         try:
             if self._abandoned or (deadline is not None and deadline.fired):
@@ -483,10 +486,11 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
         return super()._unrouted_single(sql, params, fetch)
 
     def _reclaimer(self, conn: SQLAlchemyConnection) -> Callable[[], Any]:
-        return partial(self._reclaim, conn._sa)
+        return partial(self._reclaim, conn._sa, conn._held_key)
 
-    def _reclaim(self, sa: SAConnection) -> None:
+    def _reclaim(self, sa: SAConnection, held_key: int) -> None:
         """Roll back and return a dropped ``get_connection()`` connection (see core)."""
+        self._held.pop(held_key, None)
         sa.close()
 
     def _disown(self, conn: Any) -> None:
