@@ -24,6 +24,7 @@ from typing_extensions import Self
 
 from structum_lab.plugins.database._bounded import call_within
 from structum_lab.plugins.database._checkouts import keep_inherited
+from structum_lab.plugins.database._deadlines import GRACE
 from structum_lab.plugins.database._statements import (
     check_statement,
     control_statement_error,
@@ -131,8 +132,11 @@ class SQLAlchemyConnection(Connection):
             try:
                 cursor = self._sa.exec_driver_sql(statement, args)
             except sa_exc.DBAPIError as exc:
-                if not (exc.connection_invalidated and self._fresh and not self._manual):
-                    raise
+                deadline = self._deadline
+                if not (exc.connection_invalidated and self._fresh and not self._manual) or (
+                    deadline is not None and deadline.fired
+                ):
+                    raise  # (our own deadline broke it: the server is slow, not gone)
                 # The connection was dead before anything of this transaction ran (what ran
                 # with this statement was rolled back with the session): run it on a new one.
                 cursor = self._again(exc, statement, args)
@@ -165,6 +169,11 @@ class SQLAlchemyConnection(Connection):
         # the psycopg twin's _replace() does; this backend arms none.)
         db._discard(self._sa)
         self._sa = db._open(self._options)
+        old = self._deadline
+        if old is not None and not old.cancel():
+            # The transaction's deadline now watches the new connection, for the time left.
+            self._deadline = db._arm(self, max(old.when - GRACE - time.monotonic(), 0.0))
+            self._deadline.seconds = old.seconds
         return self._sa.exec_driver_sql(statement, args)
 
     def executemany(self, sql: str, params_seq: Iterable[Params]) -> Result:
