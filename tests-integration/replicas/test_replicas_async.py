@@ -100,6 +100,23 @@ async def test_reads_go_to_the_replica_and_everything_else_to_the_primary(
     assert await db.run_transaction(read) is False
 
 
+async def test_a_database_opened_on_the_replica_itself(
+    async_postgres_backend: Any, replica_pair: Any
+) -> None:
+    # Seed section 9.3: a replica as a namespace of its own. A read-only transaction must not
+    # leave its connection beginning "READ WRITE" transactions, which a standby refuses.
+    db = async_postgres_backend.make(replica_pair.replica.url, pool_size=1)
+    try:
+        for _ in range(3):
+            async with db.transaction(read_only=True) as conn:
+                assert (await (await conn.execute(STANDBY)).fetchone())["standby"] is True
+            async with db.transaction() as conn:
+                assert (await (await conn.execute(STANDBY)).fetchone())["standby"] is True
+            assert (await db.fetchone(STANDBY))["standby"] is True
+    finally:
+        await db.shutdown()
+
+
 async def test_a_session_with_read_only_is_bound_to_the_replica(
     replicated: Any, async_postgres_backend: Any
 ) -> None:

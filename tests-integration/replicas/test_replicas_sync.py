@@ -99,6 +99,23 @@ def test_reads_go_to_the_replica_and_everything_else_to_the_primary(
     assert db.run_transaction(read) is False
 
 
+def test_a_database_opened_on_the_replica_itself(
+    sync_postgres_backend: Any, replica_pair: Any
+) -> None:
+    # Seed section 9.3: a replica as a namespace of its own. A read-only transaction must not
+    # leave its connection beginning "READ WRITE" transactions, which a standby refuses.
+    db = sync_postgres_backend.make(replica_pair.replica.url, pool_size=1)
+    try:
+        for _ in range(3):
+            with db.transaction(read_only=True) as conn:
+                assert (conn.execute(STANDBY).fetchone())["standby"] is True
+            with db.transaction() as conn:
+                assert (conn.execute(STANDBY).fetchone())["standby"] is True
+            assert (db.fetchone(STANDBY))["standby"] is True
+    finally:
+        db.shutdown()
+
+
 def test_a_session_with_read_only_is_bound_to_the_replica(
     replicated: Any, sync_postgres_backend: Any
 ) -> None:

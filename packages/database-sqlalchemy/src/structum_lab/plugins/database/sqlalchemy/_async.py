@@ -397,6 +397,8 @@ class AsyncSQLAlchemyDatabase(SQLAlchemyState, AsyncDatabaseBase[AsyncSQLAlchemy
                 setup = self._setup_for(options)
                 if setup.execution_options:
                     await sa.execution_options(**setup.execution_options)
+                    if "postgresql_readonly" in setup.execution_options:
+                        self._readonly_back_to_default(sa)
                 if setup.restore:
                     sa.info[_RESTORE] = setup.restore
                 await sa.begin()

@@ -737,6 +737,21 @@ class SQLAlchemyState(DatabaseState):
         ):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
 
+    def _readonly_back_to_default(self, sa: Any) -> None:
+        """After a READ ONLY transaction, give the connection back with the server's default.
+
+        SQLAlchemy resets ``postgresql_readonly`` to False, which makes psycopg begin every
+        later transaction with ``BEGIN READ WRITE``: a hot standby refuses that, so a database
+        opened on a replica would fail every transaction after its first read-only one on that
+        connection. Psycopg's ``None`` sends a plain ``BEGIN``. This runs after SQLAlchemy's own
+        reset (its checkin callbacks run last-added first).
+        """
+        fairy = getattr(sa, "sync_connection", sa).connection
+        dialect: Any = self._sync_engine.dialect
+        fairy._connection_record.finalize_callback.appendleft(
+            lambda dbapi_connection: dialect.set_readonly(dbapi_connection, None)
+        )
+
     def _setup_for(self, options: dict[str, Any]) -> TransactionSetup:
         """The statements for ``options``.
 

@@ -389,6 +389,8 @@ class SQLAlchemyDatabase(SQLAlchemyState, SyncDatabaseBase[SQLAlchemyConnection]
                 setup = self._setup_for(options)
                 if setup.execution_options:
                     sa.execution_options(**setup.execution_options)
+                    if "postgresql_readonly" in setup.execution_options:
+                        self._readonly_back_to_default(sa)
                 if setup.restore:
                     sa.info[_RESTORE] = setup.restore
                 sa.begin()
