@@ -118,6 +118,34 @@ def test_idle_connections_terminated(
         db.shutdown()
 
 
+def test_idle_session_timeout(sync_postgres_backend: Any, faults: Any, figure: Any) -> None:
+    # The server ends every session idle for 0.3 s (57P05): the pool's connections all expire.
+    backend = sync_postgres_backend
+    sep = "&" if "?" in faults.url else "?"
+    url = f"{faults.url}{sep}options=-c%20idle_session_timeout%3D300"
+    db = backend.make(url, pool_size=3, timeout=10)
+    errors: list[str] = []
+    took = 0.0
+    try:
+        for _name, options in _workloads(backend):
+            _fill(db, 3, "SELECT pg_backend_pid() AS id")
+            first, seen = _calls_after(lambda: time.sleep(0.6), db, options)
+            took = max(took, first)
+            errors += seen
+        names = ", ".join(name for name, _ in _workloads(backend))
+        figure(
+            fault="idle_session_timeout expired on every pooled connection",
+            backend=backend.id,
+            saw=f"no error ({names})" if not errors else f"{len(errors)} errors",
+            recover_s=round(took, 3),
+            lost=0,
+            doubled=0,
+        )
+        assert errors == [], errors
+    finally:
+        db.shutdown()
+
+
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 def test_restart_between_transactions(
     sync_postgres_backend: Any, faults: Any, figure: Any, mode: str

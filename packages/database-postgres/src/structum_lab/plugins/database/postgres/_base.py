@@ -578,5 +578,6 @@ class PostgresCommon(DatabaseState):
         return sum(1 for w in list(queue) if w.conn is None and w.error is None)
 
 
-# Operator intervention: the server is shutting down or terminated the backend.
-_GONE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+# Operator intervention: the server is shutting down or terminated the backend (57P05: it ended
+# an idle session, idle_session_timeout).
+_GONE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P05"})
