@@ -165,8 +165,6 @@ class SQLAlchemyConnection(Connection):
             "replacing a dead pooled connection of %s: %s", db._masked_url, type(exc).__name__
         )
         self._fresh = False
-        # (A client-side deadline armed on the old connection would have to follow it here, as
-        # the psycopg twin's _replace() does; this backend arms none.)
         db._discard(self._sa)
         self._sa = db._open(self._options)
         old = self._deadline
