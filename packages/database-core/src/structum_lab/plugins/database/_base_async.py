@@ -46,10 +46,11 @@ class _AsyncTransaction(Generic[AC]):
     __slots__ = ("_conn", "_db", "_options", "_savepoint", "_target", "_token", "_watch")
     _watch: Watch | None
 
-    def __init__(self, db: AsyncDatabaseBase[AC], options: dict[str, Any]) -> None:
-        self._db = db
-        self._options = options
-        self._savepoint: Any = None
+    # No ``__init__``: ``transaction()`` sets ``_db``, ``_options`` and ``_savepoint`` itself,
+    # which saves a Python frame per transaction.
+    _db: AsyncDatabaseBase[AC]
+    _options: dict[str, Any]
+    _savepoint: Any
 
     async def __aenter__(self) -> AC:
         db = self._db
@@ -166,6 +167,9 @@ class AsyncDatabaseBase(DatabaseState, AsyncDatabaseInterface, Generic[AC]):
             f"structum_db_active_{id(self)}", default=None
         )
         self._pinned: AC | None = None
+        # Read by every transaction: an instance attribute is a specialized load on CPython 3.11,
+        # the class default a generic lookup (replicas set the router after this).
+        self._router = None
 
     def _init_replicas(
         self,
@@ -294,7 +298,11 @@ class AsyncDatabaseBase(DatabaseState, AsyncDatabaseInterface, Generic[AC]):
         """
         if isolation_level is not None or read_only or timeout is not None:
             options.update(isolation_level=isolation_level, read_only=read_only, timeout=timeout)
-        return _AsyncTransaction(self, options)
+        tx: _AsyncTransaction[AC] = _AsyncTransaction()
+        tx._db = self
+        tx._options = options
+        tx._savepoint = None
+        return tx
 
     async def get_connection(self) -> AC:
         """Check out a connection; ``commit()``/``rollback()`` it, then ``close()`` it.

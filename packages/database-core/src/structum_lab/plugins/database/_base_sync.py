@@ -47,10 +47,11 @@ class _Transaction(Generic[AC]):
     __slots__ = ("_conn", "_db", "_options", "_savepoint", "_target", "_token", "_watch")
     _watch: Watch | None
 
-    def __init__(self, db: SyncDatabaseBase[AC], options: dict[str, Any]) -> None:
-        self._db = db
-        self._options = options
-        self._savepoint: Any = None
+    # No ``__init__``: ``transaction()`` sets ``_db``, ``_options`` and ``_savepoint`` itself,
+    # which saves a Python frame per transaction.
+    _db: SyncDatabaseBase[AC]
+    _options: dict[str, Any]
+    _savepoint: Any
 
     def __enter__(self) -> AC:
         db = self._db
@@ -167,6 +168,9 @@ class SyncDatabaseBase(DatabaseState, DatabaseInterface, Generic[AC]):
             f"structum_db_active_{id(self)}", default=None
         )
         self._pinned: AC | None = None
+        # Read by every transaction: an instance attribute is a specialized load on CPython 3.11,
+        # the class default a generic lookup (replicas set the router after this).
+        self._router = None
 
     def _init_replicas(
         self,
@@ -295,7 +299,11 @@ class SyncDatabaseBase(DatabaseState, DatabaseInterface, Generic[AC]):
         """
         if isolation_level is not None or read_only or timeout is not None:
             options.update(isolation_level=isolation_level, read_only=read_only, timeout=timeout)
-        return _Transaction(self, options)
+        tx: _Transaction[AC] = _Transaction()
+        tx._db = self
+        tx._options = options
+        tx._savepoint = None
+        return tx
 
     def get_connection(self) -> AC:
         """Check out a connection; ``commit()``/``rollback()`` it, then ``close()`` it.

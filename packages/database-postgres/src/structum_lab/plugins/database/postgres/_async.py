@@ -66,7 +66,9 @@ from ._base import (
     ConnectMonitor,
     PostgresCommon,
     ReconnectAttempt,
+    autocommit_idle,
     logger,
+    queue_command,
 )
 from ._queries import EXECUTE_SQL, execute_entry, missing_key, plan_batch, prepare_query
 from ._transactions import TxPlan, is_no_rows, returned_error, savepoint_name, tx_plan
@@ -298,6 +300,16 @@ class AsyncPostgresConnection(AsyncConnection):
     def __init__(self, db: AsyncPostgresDatabase, raw: _AsyncRawConnection) -> None:
         self._db = db
         self._raw: _AsyncRawConnection | None = raw
+        # What every transaction reads, as instance attributes: on CPython 3.11 reading one is
+        # a specialized load, while falling back to the class default is a generic lookup.
+        self._pending = None
+        self._pipeline = None
+        self._pipeline_cm = None
+        self._autocommit = False
+        self._fresh = True
+        self._ticket = None
+        self._deadline = None
+        self._abandoned = False
 
     @property
     def raw(self) -> psycopg.AsyncConnection[DictRow]:
@@ -717,10 +729,12 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         """
         if not self._pool_open:
             await self.open()
+        pool = self._pool
         try:
-            # Someone holds a connection and will give it back: wait in line; otherwise only a
-            # new connection can serve (see _getconn_connecting).
-            raw = await (self._pool.getconn() if self._out else self._getconn_connecting())
+            # An idle connection, or someone holds one and will give it back: wait in line (the
+            # common case, straight to the pool); otherwise only a new connection can serve (see
+            # _getconn_connecting).
+            raw = await (pool.getconn() if pool._pool or self._out else self._getconn_connecting())
         except PoolTimeout as exc:
             error, cause = self._acquire_error(exc)
             raise error from cause
@@ -734,17 +748,18 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         # a server that hung up on it left its socket readable (see _liveness). Only such a
         # connection is pinged (and replaced when dead). One that dies after this check is
         # replaced at the transaction's first statement (AsyncPostgresConnection.execute).
+        now = time.monotonic()  # one clock read: the idle window and the holder's age
         if self.pool_pre_ping or check:
             idle_since = raw._structum_idle_since
             if (
                 not check
                 and idle_since > self._suspect_before  # none found dead since it was last used
-                and time.monotonic() - idle_since <= self.check_idle_seconds
+                and now - idle_since <= self.check_idle_seconds
             ):
                 pass  # used moments ago: trusted
             elif raw.pgconn.status == BAD or socket_readable(raw.pgconn.socket):
                 raw = await self._validated(raw)
-        raw._structum_taken_at = time.monotonic()
+        raw._structum_taken_at = now
         self._out.add(raw)
         return raw
 
@@ -845,12 +860,9 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         except KeyError:
             return  # checked out by the parent process before a fork: never ours to give back
         if autocommit:
-            try:
-                await raw.set_autocommit(False)
-            except Exception as exc:
-                # A connection that cannot be reset must not serve anyone else.
-                logger.info("closing a connection that could not be reset: %s", exc)
-                await raw.close()
+            # Idle again (rolled back otherwise); anything still open is rolled back by the
+            # pool, and a broken connection is discarded by it.
+            autocommit_idle(raw, False)
         raw._structum_idle_since = time.monotonic()
         await self._pool.putconn(raw)
 
@@ -890,15 +902,14 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         """Prepare ``raw`` for a transaction with options (nothing is sent but a pipeline's)."""
         # The backend sends its own BEGIN (with the options), so that it can travel with the
         # first statement: psycopg would send its own BEGIN in a round trip of its own.
-        await raw.set_autocommit(True)
+        autocommit_idle(raw, True)  # fresh from the pool: idle
         conn._autocommit = True
         if plan.pipeline:
             cm = raw.pipeline()
             conn._pipeline = await cm.__aenter__()
             conn._pipeline_cm = cm
-            cur = raw.cursor()
             for statement in plan.begin:
-                await cur.execute(statement, prepare=False)
+                queue_command(raw, statement)
         else:
             conn._pending = plan
 
@@ -1003,7 +1014,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         # final Sync: with the queued BEGIN, the whole transaction is one round trip (psycopg's
         # commit() would sync, and leaving the pipeline would then sync once more).
         try:
-            await raw.cursor().execute(b"COMMIT" if commit else b"ROLLBACK", prepare=False)
+            queue_command(raw, b"COMMIT" if commit else b"ROLLBACK")
         except psycopg.Error as exc:
             error = exc
         try:
@@ -1138,7 +1149,7 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         if self.transaction_timeout is not None:
             deadline = _arm_raw(raw, self.transaction_timeout)
         try:
-            await raw.set_autocommit(True)
+            autocommit_idle(raw, True)  # fresh from the pool: idle
             cur = raw.cursor()
             # In autocommit the statement is its own COMMIT: lost in flight, it may have run.
             sent = _AUTOCOMMIT_STATEMENT

@@ -581,3 +581,32 @@ class PostgresCommon(DatabaseState):
 # Operator intervention: the server is shutting down or terminated the backend (57P05: it ended
 # an idle session, idle_session_timeout).
 _GONE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P05"})
+
+
+def autocommit_idle(raw: Any, value: bool) -> None:
+    """Switch psycopg's autocommit on a connection known to be idle and outside a pipeline.
+
+    psycopg's ``set_autocommit()`` takes the connection's lock and runs a generator through its
+    wait loop to check that no transaction is open, only to set a flag: nothing is sent. The
+    backend switches a connection fresh from the pool (idle) and back before returning it
+    (where psycopg_pool itself rolls back anything left open), so the flag alone is set: a few
+    thousand client instructions fewer, twice per pipelined transaction, transaction with
+    options or single-statement call.
+    """
+    raw._autocommit = value
+
+
+def queue_command(raw: Any, command: bytes) -> None:
+    """Queue ``command`` (BEGIN, SET LOCAL, COMMIT) in ``raw``'s open pipeline, no cursor.
+
+    psycopg's own route for its BEGIN and COMMIT (``_exec_command``): inside a pipeline it only
+    appends the command to the queue (its result is checked when the pipeline syncs), and
+    returns before waiting for anything. A cursor's ``execute()`` would cost some fifteen
+    Python calls and a cursor per command.
+
+    Raises:
+        psycopg.OperationalError: The connection is closed.
+    """
+    if raw._pipeline is None:  # never waits: only valid inside a pipeline
+        raise psycopg.ProgrammingError("queue_command() needs an open pipeline")
+    next(raw._exec_command(command), None)

@@ -64,7 +64,9 @@ from ._base import (
     ConnectMonitor,
     PostgresCommon,
     ReconnectAttempt,
+    autocommit_idle,
     logger,
+    queue_command,
 )
 from ._queries import EXECUTE_SQL, execute_entry, missing_key, plan_batch, prepare_query
 from ._transactions import TxPlan, is_no_rows, returned_error, savepoint_name, tx_plan
@@ -275,6 +277,16 @@ class PostgresConnection(Connection):
     def __init__(self, db: PostgresDatabase, raw: _RawConnection) -> None:
         self._db = db
         self._raw: _RawConnection | None = raw
+        # What every transaction reads, as instance attributes: on CPython 3.11 reading one is
+        # a specialized load, while falling back to the class default is a generic lookup.
+        self._pending = None
+        self._pipeline = None
+        self._pipeline_cm = None
+        self._autocommit = False
+        self._fresh = True
+        self._ticket = None
+        self._deadline = None
+        self._abandoned = False
 
     @property
     def raw(self) -> psycopg.Connection[DictRow]:
@@ -683,10 +695,12 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         """
         if not self._pool_open:
             self.open()
+        pool = self._pool
         try:
-            # Someone holds a connection and will give it back: wait in line; otherwise only a
-            # new connection can serve (see _getconn_connecting).
-            raw = self._pool.getconn() if self._out else self._getconn_connecting()
+            # An idle connection, or someone holds one and will give it back: wait in line (the
+            # common case, straight to the pool); otherwise only a new connection can serve (see
+            # _getconn_connecting).
+            raw = pool.getconn() if pool._pool or self._out else self._getconn_connecting()
         except PoolTimeout as exc:
             error, cause = self._acquire_error(exc)
             raise error from cause
@@ -700,17 +714,18 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         # a server that hung up on it left its socket readable (see _liveness). Only such a
         # connection is pinged (and replaced when dead). One that dies after this check is
         # replaced at the transaction's first statement (PostgresConnection.execute).
+        now = time.monotonic()  # one clock read: the idle window and the holder's age
         if self.pool_pre_ping or check:
             idle_since = raw._structum_idle_since
             if (
                 not check
                 and idle_since > self._suspect_before  # none found dead since it was last used
-                and time.monotonic() - idle_since <= self.check_idle_seconds
+                and now - idle_since <= self.check_idle_seconds
             ):
                 pass  # used moments ago: trusted
             elif raw.pgconn.status == BAD or socket_readable(raw.pgconn.socket):
                 raw = self._validated(raw)
-        raw._structum_taken_at = time.monotonic()
+        raw._structum_taken_at = now
         self._out.add(raw)
         return raw
 
@@ -811,12 +826,9 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         except KeyError:
             return  # checked out by the parent process before a fork: never ours to give back
         if autocommit:
-            try:
-                raw.set_autocommit(False)
-            except Exception as exc:
-                # A connection that cannot be reset must not serve anyone else.
-                logger.info("closing a connection that could not be reset: %s", exc)
-                raw.close()
+            # Idle again (rolled back otherwise); anything still open is rolled back by the
+            # pool, and a broken connection is discarded by it.
+            autocommit_idle(raw, False)
         raw._structum_idle_since = time.monotonic()
         self._pool.putconn(raw)
 
@@ -856,15 +868,14 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         """Prepare ``raw`` for a transaction with options (nothing is sent but a pipeline's)."""
         # The backend sends its own BEGIN (with the options), so that it can travel with the
         # first statement: psycopg would send its own BEGIN in a round trip of its own.
-        raw.set_autocommit(True)
+        autocommit_idle(raw, True)  # fresh from the pool: idle
         conn._autocommit = True
         if plan.pipeline:
             cm = raw.pipeline()
             conn._pipeline = cm.__enter__()
             conn._pipeline_cm = cm
-            cur = raw.cursor()
             for statement in plan.begin:
-                cur.execute(statement, prepare=False)
+                queue_command(raw, statement)
         else:
             conn._pending = plan
 
@@ -967,7 +978,7 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         # final Sync: with the queued BEGIN, the whole transaction is one round trip (psycopg's
         # commit() would sync, and leaving the pipeline would then sync once more).
         try:
-            raw.cursor().execute(b"COMMIT" if commit else b"ROLLBACK", prepare=False)
+            queue_command(raw, b"COMMIT" if commit else b"ROLLBACK")
         except psycopg.Error as exc:
             error = exc
         try:
@@ -1097,7 +1108,7 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
         if self.transaction_timeout is not None:
             deadline = _arm_raw(raw, self.transaction_timeout)
         try:
-            raw.set_autocommit(True)
+            autocommit_idle(raw, True)  # fresh from the pool: idle
             cur = raw.cursor()
             # In autocommit the statement is its own COMMIT: lost in flight, it may have run.
             sent = _AUTOCOMMIT_STATEMENT
