@@ -501,7 +501,7 @@ class PostgresCommon(DatabaseState):
         sqlstate = getattr(exc, "sqlstate", None)
         lost = raw is not None and (raw.closed or raw.broken)
         if lost:
-            deadline = raw._structum_deadline
+            deadline = getattr(raw, "_structum_deadline", None)  # (not ours: a plain one)
             if deadline is not None and deadline.fired:
                 # Our own deadline broke the connection: the server did not answer in time.
                 return self._deadline_error(deadline.seconds, exc, committing=bool(committing))
@@ -525,7 +525,7 @@ class PostgresCommon(DatabaseState):
         the statement must not be run again.
         """
         if raw is not None and (raw.closed or raw.broken):
-            deadline = raw._structum_deadline
+            deadline = getattr(raw, "_structum_deadline", None)  # (not ours: a plain one)
             return deadline is None or not deadline.fired
         sqlstate = getattr(exc, "sqlstate", None)
         return sqlstate is not None and (sqlstate.startswith("08") or sqlstate in _GONE_SQLSTATES)
