@@ -176,8 +176,12 @@ def pgbouncer(replica_pair: Pair) -> Iterator[Bouncer]:
         except psycopg.Error:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
+                process.wait(10)
                 err = process.stderr.read().decode() if process.stderr else ""
                 text = log.read_text() if log.exists() else ""
+                if process.stderr is not None:
+                    process.stderr.close()
+                shutil.rmtree(directory, ignore_errors=True)  # nothing left behind
                 raise AssertionError(f"pgbouncer did not start: {err}\n{text}") from None
             time.sleep(0.1)
     try:
