@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from structum_lab.plugins.database import (
+    CommitOutcomeUnknownError,
     DatabaseUnavailableError,
     PoolTimeoutError,
     StatementTimeoutError,
@@ -146,6 +147,33 @@ async def test_frozen_backend_transaction_timeout_default(
         fault="SIGSTOP backend mid-transaction, transaction_timeout=1 (database default)",
         backend=async_postgres_backend.id,
         saw=f"StatementTimeoutError after {took:.2f} s",
+        time_s=round(took, 2),
+        lost=0,
+        doubled=0,
+    )
+
+
+async def test_frozen_backend_single_statement_times_out(
+    faults: Any, async_postgres_backend: Any, figure: Any
+) -> None:
+    """``db.fetchone()`` (one statement in autocommit) is bounded by ``transaction_timeout`` too."""
+    db = async_postgres_backend.make(faults.url, pool_size=1, transaction_timeout=TIMEOUT)
+    try:
+        pid = (await db.fetchone("SELECT pg_backend_pid() AS pid"))["pid"]
+        with faults.paused(pid):
+            took, error = await failure(lambda: db.fetchone("SELECT 1"))
+        # Sent in autocommit, the statement may have run: its outcome is unknown, and says so.
+        assert isinstance(error, (StatementTimeoutError, CommitOutcomeUnknownError)), repr(error)
+        assert f"{TIMEOUT:g}" in str(error), str(error)
+        assert await db.fetchone("SELECT 2 AS two") == {"two": 2}
+        assert db.get_pool_info()["checked_out"] == 0
+    finally:
+        await db.shutdown()
+    assert took < TIMEOUT + SLACK, took
+    figure(
+        fault="SIGSTOP backend during db.fetchone(), transaction_timeout=1",
+        backend=async_postgres_backend.id,
+        saw=f"{type(error).__name__} after {took:.2f} s; pool usable",
         time_s=round(took, 2),
         lost=0,
         doubled=0,

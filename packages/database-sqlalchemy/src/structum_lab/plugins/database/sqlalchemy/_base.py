@@ -532,15 +532,20 @@ class SQLAlchemyState(DatabaseState):
         if started:
             started = record_wait(self, started)
         switched = False
+        deadline = None
         try:
             dbapi = conn.connection.dbapi_connection
+            if self.transaction_timeout is not None:  # the same client-side bound as transaction()
+                deadline = self._arm_socket(dbapi, self.transaction_timeout)
             dbapi.autocommit = True  # type: ignore[union-attr]
             switched = True
             try:
                 result = SQLAlchemyResult(conn.exec_driver_sql(statement, args))
             except sa_exc.SQLAlchemyError as exc:
                 # The statement is its own COMMIT: lost in flight, it may have run.
-                raise self._translate(exc, committing=_AUTOCOMMIT_STATEMENT) from error_cause(exc)
+                raise self._translate(
+                    exc, committing=_AUTOCOMMIT_STATEMENT, deadline=deadline
+                ) from error_cause(exc)
             except UnicodeError as exc:  # raised before anything is sent
                 raise unencodable_error(exc) from exc
             if fetch == 0:
@@ -549,6 +554,8 @@ class SQLAlchemyState(DatabaseState):
         except sa_exc.SQLAlchemyError as exc:  # the autocommit switch (a closed connection)
             raise self._translate(exc) from error_cause(exc)
         finally:
+            if deadline is not None and deadline.cancel():
+                conn.invalidate()  # the deadline broke its socket: never reused
             try:
                 # Ends SQLAlchemy's (autobegun) transaction: the driver sends a ROLLBACK only if
                 # the statement left one open (a BEGIN).
