@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+
+from benchmarks.callgrind import instructions_per_operation
 
 ROOT = Path(__file__).resolve().parent.parent
 SIDES = [
@@ -62,45 +60,14 @@ def _child(argv: list[str]) -> int:
 
 def callgrind(mode: str, name: str, url: str, n: int, base: Path | None) -> float:
     """Client instructions per transaction of workload ``name`` in ``mode``."""
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env: dict[str, str] = {}
     if mode == "base":
         assert base is not None
         sources = [str(p) for p in sorted(base.glob("packages/*/src"))]
         env["PYTHONPATH"] = os.pathsep.join([*sources, str(ROOT)])
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        done = subprocess.run(
-            [
-                valgrind,
-                "--tool=callgrind",
-                "--collect-atstart=no",
-                "--toggle-collect=sys_call_tracing",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                "-m",
-                "benchmarks.otel_overhead",
-                "--child",
-                mode,
-                name,
-                url,
-                "50",
-                str(n),
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"{name} [{mode}]: {done.stderr.strip()[-2000:]}")
-        found = re.search(r"^(?:summary|totals):\s*(\d+)", out.read_text(), re.MULTILINE)
-    if found is None:
-        raise RuntimeError("no totals in callgrind's output")
-    return int(found.group(1)) / n
+    return instructions_per_operation(
+        "benchmarks.otel_overhead", ["--child", mode, name, url, "50", str(n)], n, env=env
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -21,19 +21,14 @@ the clock on a shared machine. Nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import timeit
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from benchmarks.callgrind import instructions_per_operation
 from structum_lab.plugins.database.postgres import PostgresDatabase
 from structum_lab.plugins.database.sqlalchemy import SQLAlchemyDatabase
 from structum_lab.plugins.database.testing.provision import LocalPostgresCluster
@@ -128,40 +123,9 @@ def _child(argv: list[str]) -> int:
 
 
 def _instructions(backend: str, side: str, primary: str, replica: str, n: int) -> float:
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        raise RuntimeError("valgrind not found (apt-get install valgrind)")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        done = subprocess.run(
-            [
-                valgrind,
-                "--tool=callgrind",
-                "--collect-atstart=no",
-                "--toggle-collect=sys_call_tracing",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                "-m",
-                "benchmarks.replica_routing",
-                "--child",
-                backend,
-                side,
-                primary,
-                replica,
-                str(n),
-            ],
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"callgrind run failed: {done.stderr.strip()[-500:]}")
-        text = out.read_text()
-    found = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.MULTILINE)
-    if found is None:
-        raise RuntimeError("no totals in callgrind's output")
-    return int(found.group(1)) / n
+    return instructions_per_operation(
+        "benchmarks.replica_routing", ["--child", backend, side, primary, replica, str(n)], n
+    )
 
 
 def main() -> None:

@@ -15,11 +15,7 @@ two do not:
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +24,7 @@ from typing import Any
 
 from structum_lab.plugins.database.testing import counting_proxy
 
+from ..callgrind import instructions_per_operation
 from ..context import Context
 from ..harness import Comparison, Measurement, Side, Target, Versus, at_most
 from ..workloads import BY_NAME, WORKLOADS, Workload, open_workload
@@ -187,40 +184,7 @@ def round_trips(ctx: Context) -> Generator[Comparison, None, None]:
 
 # -- instructions ---------------------------------------------------------------------------------
 def _callgrind(workload: Workload, url: str, n: int) -> float:
-    valgrind = shutil.which("valgrind")
-    assert valgrind is not None
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
-        done = subprocess.run(
-            [
-                valgrind,
-                "--tool=callgrind",
-                "--collect-atstart=no",
-                "--toggle-collect=sys_call_tracing",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                "-m",
-                "benchmarks.workloads",
-                workload.name,
-                url,
-                "50",
-                str(n),
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()
-            raise RuntimeError(f"callgrind run failed: {tail[-1] if tail else done.returncode}")
-        text = out.read_text()
-    found = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.MULTILINE)
-    if found is None:
-        raise RuntimeError("no totals in callgrind's output")
-    return int(found.group(1)) / n
+    return instructions_per_operation("benchmarks.workloads", [workload.name, url, "50", str(n)], n)
 
 
 SMOKE_INSTRUCTIONS = ("psycopg_pool transaction (raw)", "PostgresDatabase.transaction()")
