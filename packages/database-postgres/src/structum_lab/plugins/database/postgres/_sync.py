@@ -835,7 +835,35 @@ class PostgresDatabase(PostgresCommon, SyncDatabaseBase[PostgresConnection]):
     # -- SyncDatabaseBase hooks ------------------------------------------------------------
     def _begin(self, **options: Any) -> PostgresConnection:
         if not options:
-            return PostgresConnection(self, self._checkout())
+            # ``_checkout()`` inlined for the plain transaction(), the hot path (no check asked
+            # for): keep the two in step.
+            if not self._pool_open:
+                self.open()
+            pool = self._pool
+            try:
+                raw = pool.getconn() if pool._pool or self._out else self._getconn_connecting()
+            except PoolTimeout as exc:
+                error, cause = self._acquire_error(exc)
+                raise error from cause
+            except ConnectFailed as exc:
+                raise self._connect_failed_error(self.timeout, exc.cause) from exc.cause
+            except TooManyRequests as exc:
+                raise self._overloaded_error(self.get_pool_info()) from exc
+            except PoolClosed as exc:
+                raise self._closed_pool_error() from exc
+            now = time.monotonic()
+            if self.pool_pre_ping:
+                idle_since = raw._structum_idle_since
+                if (
+                    idle_since > self._suspect_before
+                    and now - idle_since <= self.check_idle_seconds
+                ):
+                    pass  # used moments ago: trusted
+                elif raw.pgconn.status == BAD or socket_readable(raw.pgconn.socket):
+                    raw = self._validated(raw)
+            raw._structum_taken_at = now
+            self._out.add(raw)
+            return PostgresConnection(self, raw)
         plan = tx_plan(options)
         # A pipeline does not wait for its statements, so a dead connection may only show at
         # COMMIT, too late to replace it: its connection is always checked first.
