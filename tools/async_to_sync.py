@@ -132,6 +132,10 @@ TWINS: list[Twin] = [
         {"async_postgres_backend": "sync_postgres_backend"},
     ),
     Twin(
+        "tests-integration/faults/test_mariadb_deadlines_async.py",
+        "tests-integration/faults/test_mariadb_deadlines_sync.py",
+    ),
+    Twin(
         "tests-integration/faults/test_killed_async.py",
         "tests-integration/faults/test_killed_sync.py",
         {"async_postgres_backend": "sync_postgres_backend"},

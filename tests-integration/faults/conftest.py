@@ -260,3 +260,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
         with open(path, "w", encoding="utf-8") as out:
             json.dump(_FIGURES, out, indent=1, default=str)
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A throwaway MariaDB server this session may freeze (the shared service must not be)."""
+    from structum_lab.plugins.database.testing import LocalMariaDBServer
+
+    try:
+        server = LocalMariaDBServer(database="faults").start()
+    except Exception as exc:
+        skip_or_fail(request.config, f"no throwaway MariaDB server for fault injection: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
