@@ -1054,7 +1054,10 @@ class AsyncPostgresDatabase(PostgresCommon, AsyncDatabaseBase[AsyncPostgresConne
         # final Sync: with the queued BEGIN, the whole transaction is one round trip (psycopg's
         # commit() would sync, and leaving the pipeline would then sync once more).
         try:
-            queue_command(raw, b"COMMIT" if commit else b"ROLLBACK")
+            # Through a cursor, not queue_command(): a queued command's result is not checked, so
+            # under load the pipeline's first error (a read-only INSERT's 25006, say) could be
+            # reported as the aborted COMMIT's instead.
+            await raw.cursor().execute(b"COMMIT" if commit else b"ROLLBACK", prepare=False)
         except psycopg.Error as exc:
             error = exc
         try:
