@@ -216,23 +216,33 @@ def ping_budget(health_timeout: float) -> float:
     return max(health_timeout / 2 - GRACE, 0.01)
 
 
-async def wait_or_abandon(conn: Any, gen: Any, interval: float, timeout: float | None) -> Any:
-    """The body of psycopg's ``AsyncConnection.wait()``, except when the task is cancelled.
+_wait_async: Any = None  # psycopg.waiting.wait_async, imported at the first call
+
+
+async def wait_or_abandon(
+    self: Any, gen: Any, interval: float = 0.1, timeout: float | None = None
+) -> Any:
+    """Psycopg's ``AsyncConnection.wait()``, except when the task is cancelled.
 
     psycopg then asks the server to cancel the statement and waits for its answer (up to 10 s),
     which never comes from a frozen server, so ``asyncio.wait_for`` would not return. Here the
     connection, whose state is unknown, is closed at once (:func:`abandon_psycopg`); the pool
-    replaces it. Used by the psycopg connection classes of both backends (psycopg is imported
-    here only when they call it).
+    replaces it. The psycopg connection classes of both backends use it as their ``wait``
+    method (``wait = wait_or_abandon``): it runs on every round trip, so no wrapper frame and no
+    import per call (psycopg is imported at the first call: core does not depend on it).
     """
-    from psycopg import waiting  # noqa: PLC0415 - only for psycopg connections
+    global _wait_async  # noqa: PLW0603 - a one-time lazy import
+    wait_async = _wait_async
+    if wait_async is None:
+        from psycopg.waiting import wait_async  # noqa: PLC0415 - only for psycopg connections
 
+        _wait_async = wait_async
     try:
         if timeout is None:
-            return await waiting.wait_async(gen, conn.pgconn.socket, interval=interval)
-        return await waiting.wait_async(gen, conn.pgconn.socket, interval=interval, timeout=timeout)
+            return await wait_async(gen, self.pgconn.socket, interval=interval)
+        return await wait_async(gen, self.pgconn.socket, interval=interval, timeout=timeout)
     except (asyncio.CancelledError, KeyboardInterrupt):
-        abandon_psycopg(conn.pgconn)
+        abandon_psycopg(self.pgconn)
         raise
 
 

@@ -21,7 +21,6 @@ import psycopg
 from psycopg import AsyncPipeline
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
-from psycopg.waiting import wait_async
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 from psycopg_pool.base import AttemptWithBackoff
 from typing_extensions import Self
@@ -33,6 +32,7 @@ from structum_lab.plugins.database._deadlines import (
     abandon_psycopg,
     arm,
     ping_budget,
+    wait_or_abandon,
 )
 from structum_lab.plugins.database._hooks import ConnectionHooks, ConnectionSetupError
 from structum_lab.plugins.database._liveness import socket_readable
@@ -136,20 +136,9 @@ class _AsyncRawConnection(psycopg.AsyncConnection[DictRow]):
         return conn
 
     if True:  # ASYNC: cancellation returns at once, whatever the server does
-
-        async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
-            """Close the connection at once when cancelled mid-statement (see core).
-
-            Core ``wait_or_abandon()``, inlined: it runs on every round trip, and its frame and
-            function-level import cost about 1% of a point-select transaction.
-            """
-            try:
-                if timeout is None:
-                    return await wait_async(gen, self.pgconn.socket, interval=interval)
-                return await wait_async(gen, self.pgconn.socket, interval=interval, timeout=timeout)
-            except (asyncio.CancelledError, KeyboardInterrupt):
-                abandon_psycopg(self.pgconn)
-                raise
+        # Closed at once when cancelled mid-statement (core ``wait_or_abandon``, as the method
+        # itself: it runs on every round trip).
+        wait = wait_or_abandon
 
     @staticmethod
     async def _structum_password(hooks: ConnectionHooks) -> str:

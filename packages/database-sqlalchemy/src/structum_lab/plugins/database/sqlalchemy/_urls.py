@@ -204,7 +204,6 @@ def _prompt_cancel_connect() -> Any:
     class StructumAsyncConnection(psycopg.AsyncConnection[Any]):
         """psycopg's async connection, closed at once when cancelled mid-statement."""
 
-        async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
-            return await wait_or_abandon(self, gen, interval, timeout)
+        wait = wait_or_abandon
 
     return StructumAsyncConnection.connect
